@@ -1,0 +1,1 @@
+"""Baseline fine-tuning methods, one folder each (__init__, config.py, method.py)."""

