@@ -1,0 +1,1 @@
+"""LISA (Pan et al. 2024): gamma decoder layers drawn uniformly every K steps."""

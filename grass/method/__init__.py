@@ -1,0 +1,1 @@
+"""GRASS: config, layer importance (MGN), sampler, optimizer-state offloading, the method."""
