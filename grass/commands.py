@@ -2,15 +2,28 @@
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
 from grass.config import describe, load_config
 
 
 def _train(args) -> int:
+    from grass.distributed import init_distributed
     from grass.train import train
 
     cfg = load_config(args.config, args.overrides)
-    result = train(cfg, progress=not args.no_progress)
+    # Under torchrun (WORLD_SIZE > 1) or a multi-task submitit job: DDP, one process per device.
+    dist = init_distributed(cfg.train.device)
+    if dist is not None and dist.rank != 0:
+        logging.getLogger().setLevel(logging.WARNING)  # one copy of the log: rank 0's
+    try:
+        result = train(cfg, progress=not args.no_progress, dist=dist)
+    finally:
+        if dist is not None:
+            dist.close()
+    if dist is not None and dist.rank != 0:
+        return 0  # rank 0 prints the summary
     keys = [k for k in sorted(result) if k.startswith(("acc/", "speed/", "mem/", "params/", "train/"))]
     print(json.dumps({k: result[k] for k in keys}, indent=2))
     print(f"run directory: {result.get('run_dir')}")
@@ -18,7 +31,10 @@ def _train(args) -> int:
 
 
 def _config_show(args) -> int:
-    print(describe(load_config(args.config, args.overrides)))
+    path, overrides = args.config, list(args.overrides)
+    if path is not None and "=" in path and not Path(path).exists():  # `grass config show key=value`
+        path, overrides = None, [path, *overrides]
+    print(describe(load_config(path, overrides)))
     return 0
 
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from grass import checkpoint as ckpt
 from grass.config import RunConfig, run_id, to_yaml
 from grass.data import check_run_data, load_train_examples
-from grass.data.format import Collator, TrainDataset
+from grass.data.format import IGNORE_INDEX, Collator, TrainDataset
 from grass.errors import DataError, GrassError
 from grass.layers import find_layers
 from grass.measure import GIB, Speedometer, byte_accounting, peak_device_bytes
@@ -74,7 +74,8 @@ class BatchStream:
     def __init__(self, dataset, batch_size: int, seed: int, shuffle: bool, collate, rank: int = 0,
                  world: int = 1, position: int = 0):
         if len(dataset) == 0:
-            raise DataError("the training set is empty after tokenization; check data.train and train.seq_len")
+            raise DataError("no training example has a response token left after truncation; "
+                            "raise train.seq_len or check data.train")
         self.dataset, self.batch_size, self.seed, self.shuffle = dataset, batch_size, seed, shuffle
         self.collate, self.rank, self.world, self.position = collate, rank, world, position
         self._perm_epoch, self._perm = -1, None
@@ -106,7 +107,7 @@ def _subset(examples: list[dict], n: int | None, seed: int) -> list[dict]:
 
 
 def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[], bool] | None = None,
-          dist=None) -> dict:
+          dist=None, return_model: bool = False, on_step_end: Callable | None = None):
     """Run (or resume, or skip when finished) one fine-tuning run.
 
     Args:
@@ -115,9 +116,13 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
         stop_requested: polled after every step; when it returns True a checkpoint is saved and
             :class:`Preempted` is raised (the SLURM job requeues and resumes from it).
         dist: a :class:`grass.distributed.DistContext` under torch.distributed, else None.
+        return_model: also return the trained model (for notebooks and tests).
+        on_step_end: called as ``on_step_end(step, model, optimizer, method)`` after every
+            optimizer step (custom probes, tests).
 
     Returns:
-        The result dict written to ``result.json``.
+        The result dict written to ``result.json``; with ``return_model``, ``(result, model)``
+        (``model`` is None when the run was already finished).
 
     Raises:
         GrassError: bad input, found before the run directory is created.
@@ -126,7 +131,7 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
     done = read_result(run_dir)
     if done is not None and done.get("status") == "success":
         log.info("run %s is already finished: %s", run_id(cfg), run_dir)
-        return done
+        return (done, None) if return_model else done
     is_main = dist is None or dist.rank == 0
     device = dist.device if dist is not None else resolve_device(cfg.train.device)
     # Everything that can fail because of the user's input fails here, before the run directory exists.
@@ -143,7 +148,8 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
         atomic_write_text(run_dir / CONFIG, to_yaml(cfg))
         (run_dir / "result.json").unlink(missing_ok=True)  # a failed attempt's result; this one is new
     try:
-        result = _run(cfg, run_dir, model, tokenizer, method, examples, device, progress, stop_requested, dist)
+        result, model = _run(cfg, run_dir, model, tokenizer, method, examples, device, progress, stop_requested, dist,
+                             on_step_end)
     except Preempted:
         raise
     except (Exception, KeyboardInterrupt) as e:
@@ -153,7 +159,7 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
                                                     "traceback": traceback.format_exc(),
                                                     "provenance": provenance(device)})
         raise
-    return result
+    return (result, model) if return_model else result
 
 
 def _identity(cfg: RunConfig) -> dict:
@@ -161,7 +167,8 @@ def _identity(cfg: RunConfig) -> dict:
             "model": cfg.model.name, "task": cfg.data.train or "default", "seed": cfg.seed}
 
 
-def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progress, stop_requested, dist) -> dict:
+def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progress, stop_requested, dist,
+         on_step_end=None):
     tc = cfg.train
     is_main = dist is None or dist.rank == 0
     model.to(device)
@@ -204,10 +211,21 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     for step in range(start_step, tc.max_steps):
         method.on_step_start(step)
         speed.start()
-        loss_sum, tokens = 0.0, 0
-        for micro in range(tc.grad_accum):
-            batch = {k: v.to(device) for k, v in stream.next().items()}
-            tokens += int(batch["attention_mask"].sum())
+        loss_sum = 0.0
+        # The step's loss is the mean over every label token of the global batch (all micro-batches,
+        # all ranks), so the gradient does not depend on how the batch is split. HF's loss is a
+        # per-micro-batch token mean; averaging those (over micro-batches here, over ranks by DDP)
+        # would weight a micro-batch with few label tokens like one with many. Each micro-batch's
+        # mean is rescaled by n_micro / n_global (= sum of its token losses / n_global), and by
+        # world for backward because DDP averages gradients over ranks. Same formula for one process.
+        micro_batches = [stream.next() for _ in range(tc.grad_accum)]
+        n_labels = [int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro_batches]
+        counts = torch.tensor([sum(n_labels), sum(int(b["attention_mask"].sum()) for b in micro_batches)])
+        if dist is not None:
+            counts = dist.sum(counts)
+        n_global, tokens = int(counts[0]), int(counts[1])  # label tokens, tokens: whole global batch
+        for micro, batch in enumerate(micro_batches):
+            batch = {k: v.to(device) for k, v in batch.items()}
             method.before_backward(step, micro == tc.grad_accum - 1)
             sync = dist.no_sync(train_model) if dist and micro < tc.grad_accum - 1 else contextlib.nullcontext()
             with sync:
@@ -215,7 +233,8 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
                     loss = train_model(**batch).loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower train.lr or use fp32")
-                (loss / tc.grad_accum).backward()
+                loss = loss * (n_labels[micro] / n_global)
+                (loss * world).backward()
             loss_sum += loss.item()
         method.on_after_backward(step)
         updated = method.is_update_step(step)
@@ -230,16 +249,18 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         for k in peaks:
             peaks[k] = max(peaks[k], acct[k])
         optimizer.zero_grad(set_to_none=True)
+        if on_step_end is not None:
+            on_step_end(step, model, optimizer, method)
         # The first update step (allocator warm-up, lazy state) and probe steps are not throughput.
-        dt = speed.stop(tokens * world, count=updated and step > start_step + method.num_probe_steps())
-        loss_value = loss_sum / tc.grad_accum
+        dt = speed.stop(tokens, count=updated and step > start_step + method.num_probe_steps())
+        loss_value = loss_sum
         if dist is not None:
-            loss_value = dist.mean(loss_value)
+            loss_value = dist.mean(loss_value) * world  # the sum over ranks: the global token mean
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens * world / dt:.0f}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens / dt:.0f}")
         if is_main and (step % tc.log_every == 0 or step == tc.max_steps - 1):
-            row = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "tokens": tokens * world,
-                   "tokens_per_s": tokens * world / dt, "step_time_s": dt, "grad_norm": grad_norm,
+            row = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "tokens": tokens,
+                   "tokens_per_s": tokens / dt, "step_time_s": dt, "grad_norm": grad_norm,
                    "updated": updated, "mem/optimizer_state_device_gib": acct["optimizer_state_device_bytes"] / GIB,
                    "mem/optimizer_state_host_gib": acct["optimizer_state_host_bytes"] / GIB,
                    "mem/grads_gib": acct["grads_bytes"] / GIB, **method.stats()}
@@ -249,6 +270,8 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         next_step = step + 1
         save_now = tc.checkpoint_every and next_step % tc.checkpoint_every == 0 and next_step < tc.max_steps
         stop = stop_requested is not None and stop_requested() and next_step < tc.max_steps
+        if dist is not None and stop_requested is not None:
+            stop = dist.any(stop)  # a signal seen by one rank stops all of them at the same step
         if (save_now or stop) and is_main:
             ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
                                  step=next_step, data_position=stream.position)
@@ -286,7 +309,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         ckpt.remove_checkpoint(run_dir)
     if dist is not None:
         dist.barrier()
-    return result
+    return result, model
 
 
 def _evaluate(cfg: RunConfig, model, tokenizer, device) -> dict:

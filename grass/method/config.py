@@ -39,5 +39,8 @@ class GRASSConfig(LayerwiseConfig):
             raise ConfigError(f"method.alpha must be in (0, 1], got {self.alpha}")
         if self.refresh_every <= 0:
             raise ConfigError(f"method.refresh_every must be positive, got {self.refresh_every}")
+        if self.overlap == "backward" and not self.probe_in_hook:
+            raise ConfigError("method.overlap=backward needs method.probe_in_hook=true: the engine's hooks would "
+                              "otherwise update layers during the probe")
         if self.mode not in ("adaptive", "static"):
             raise ConfigError(f"method.mode must be adaptive or static; got '{self.mode}'")

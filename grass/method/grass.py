@@ -28,7 +28,7 @@ class GRASS(LayerwiseMethod):
         self.estimator: MGNEstimator | None = None
         self._probing = False
         self._last_micro = True
-        self._probe_sq: torch.Tensor | None = None  # per-layer sum of squared grads of this probe step
+        self._probe_sq: torch.Tensor | None = None  # per-layer sum of squared grads seen by the hooks this step
         self._numel: list[int] = []
         self._step_mgn: list[float] = []  # the estimate this step's probabilities came from
 
@@ -39,7 +39,19 @@ class GRASS(LayerwiseMethod):
         self.estimator = MGNEstimator(n, self.cfg.alpha)
         self._numel = [sum(p.numel() for p in self.lmap.layer_params(i)) for i in range(n)]
         self._probe_sq = torch.zeros(n, dtype=torch.float64)
-        if self.cfg.probe_in_hook:
+        # Under DDP a post-accumulate-grad hook sees this rank's local gradient: it fires before
+        # DDP all-reduces the bucket (and freeing the gradient there would feed DDP a missing one).
+        # The RMS is not linear in the gradient, so the local RMS cannot be averaged instead. So
+        # under DDP the probe measures the all-reduced gradient in on_after_backward; this costs no
+        # memory beyond DDP's own buckets, of which the gradients are views (gradient_as_bucket_view).
+        from grass.distributed import ddp_active
+
+        self._probe_in_hook = self.cfg.probe_in_hook and not ddp_active()
+        # With overlap=backward the offload engine updates and frees each layer's gradient inside
+        # backward, so the active layers' RMS is taken in the hook too (registered here, before the
+        # engine's hooks, so it runs first). overlap=backward is refused under DDP.
+        self._active_in_hook = self.cfg.overlap == "backward"
+        if self._probe_in_hook or self._active_in_hook:
             for i in range(n):
                 for p in self.lmap.layer_params(i):
                     p.requires_grad_(True)  # torch only hooks tensors that require grad
@@ -50,9 +62,13 @@ class GRASS(LayerwiseMethod):
     def _make_probe_hook(self, layer: int):
         def hook(p: torch.Tensor) -> None:
             # Only the step's last micro-batch holds the accumulated gradient the RMS is defined on.
-            if self._probing and self._last_micro and p.grad is not None:
+            if p.grad is None or not self._last_micro:
+                return
+            if self._probing and self._probe_in_hook:
                 self._probe_sq[layer] += p.grad.detach().double().pow(2).sum().cpu()
-                p.grad = None  # free at once: the probe updates nothing
+                p.grad = None  # free at once: the probe updates nothing (and the engine skips it)
+            elif not self._probing and self._active_in_hook:
+                self._probe_sq[layer] += p.grad.detach().double().pow(2).sum().cpu()
         return hook
 
     def num_probe_steps(self) -> int:
@@ -96,14 +112,16 @@ class GRASS(LayerwiseMethod):
         if self._probing:
             for i in range(len(self.lmap)):
                 params = self.lmap.layer_params(i)
-                sq = self._probe_sq[i] if self.cfg.probe_in_hook else grad_sq_sum(params)
+                sq = self._probe_sq[i] if self._probe_in_hook else grad_sq_sum(params)
                 self.estimator.add(i, layer_rms(sq, self._numel[i]))
                 for p in params:
                     p.grad = None
             self._probe_sq.zero_()
         else:
             for i in self.active:
-                self.estimator.add(i, layer_rms(grad_sq_sum(self.lmap.layer_params(i)), self._numel[i]))
+                sq = self._probe_sq[i] if self._active_in_hook else grad_sq_sum(self.lmap.layer_params(i))
+                self.estimator.add(i, layer_rms(sq, self._numel[i]))
+            self._probe_sq.zero_()
 
     # -- sampling --------------------------------------------------------------------------------
     def probs(self) -> torch.Tensor:

@@ -1,0 +1,305 @@
+"""Storage and transfer pipeline behind :class:`grass.method.offload.LayerwiseOffloadAdamW`.
+
+Two pieces (DESIGN section 2.7):
+
+* :class:`UnitStore` -- one unit's (one decoder layer's, or the embeddings') AdamW state in ONE
+  flat fp32 buffer allocated once: ``[exp_avg (N) | exp_avg_sq (N) | master (M)]`` where N is the
+  unit's parameter count and M the count of its bf16/fp16 parameters (their fp32 master weights).
+  Per-parameter step counts live in a small CPU tensor, as in ``torch.optim.AdamW``.
+* :class:`StagingPipeline` -- moves a unit's flat buffer host->device before its update and
+  device->host after it, through a fixed set of preallocated device staging slots (two sized to
+  the largest layer, plus one for the embeddings/head when those are larger), on a persistent
+  side stream, ordered by CUDA events only. On a CPU-only machine it hands out the host buffer
+  itself, so every copy is a no-op.
+
+The three stream races DeepSpeed's offload hit (deepspeedai/DeepSpeed#8186) and where each is
+handled here: (1) a device->host copy must wait for the optimizer's writes -> ``release`` makes
+the copy stream wait on the slot's ``free`` event recorded after the update; (2) a reload buffer
+must not be reused early -> staging slots are allocated once, ``record_stream``-ed on the copy
+stream, and a slot is only refilled after the copy stream waited on its ``free`` event; (3) the
+copy stream must wait for compute before overwriting a buffer -> ``begin`` makes the copy stream
+wait for the compute stream (the slots come from the compute stream's pool) and every refill
+waits on the slot's ``free`` event.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+_F32 = 4  # bytes per fp32 element
+
+
+@dataclass
+class UnitStore:
+    """One unit's AdamW state, flat.
+
+    Attributes:
+        name: unit name, e.g. ``"layer.3"``.
+        params: the unit's parameters, in order.
+        offsets: start of each parameter's slice in the exp_avg / exp_avg_sq sections.
+        master_offsets: start of each parameter's fp32 master slice (None for fp32 parameters).
+        numel: N, total elements of the unit's parameters.
+        n_master: M, total elements of its low-precision parameters.
+        home: ``[2N + M]`` fp32 -- pinned host memory when offloaded, device memory when resident.
+        steps: ``[len(params)]`` fp32 CPU step counts (one per parameter, like torch's ``step``).
+        staged: True when ``home`` is host memory streamed through the staging slots.
+        is_embedding: True for the units named in ``embedding_units``.
+    """
+
+    name: str
+    params: list[torch.nn.Parameter]
+    offsets: list[int]
+    master_offsets: list[int | None]
+    numel: int
+    n_master: int
+    home: torch.Tensor
+    steps: torch.Tensor
+    staged: bool
+    is_embedding: bool
+    step_views: list[torch.Tensor] = field(default_factory=list)
+    home_views: tuple = ()
+
+    @property
+    def size(self) -> int:
+        """Elements of the flat buffer, ``2N + M``."""
+        return 2 * self.numel + self.n_master
+
+    @classmethod
+    def build(cls, name: str, params: list[torch.nn.Parameter], *, home_device: torch.device,
+              pin: bool, staged: bool, is_embedding: bool) -> "UnitStore":
+        """Lay out and allocate (once) the flat state of one unit.
+
+        Args:
+            name: unit name.
+            params: its parameters (float32, bfloat16 or float16).
+            home_device: where ``home`` lives (CPU for offloaded or CPU-only units).
+            pin: pin ``home`` (only when CUDA exists: pinned memory makes the copies asynchronous).
+            staged: whether the unit is streamed through device staging slots.
+            is_embedding: whether the unit is an embeddings/head unit.
+
+        Returns:
+            The store, zero-initialised (zero moments and steps, as torch's lazy state init).
+        """
+        offsets, master_offsets, n, m = [], [], 0, 0
+        for p in params:
+            offsets.append(n)
+            n += p.numel()
+            if p.dtype in LOW_PRECISION:
+                master_offsets.append(m)
+                m += p.numel()
+            else:
+                master_offsets.append(None)
+        home = torch.zeros(2 * n + m, dtype=torch.float32, device=home_device,
+                           pin_memory=pin and home_device.type == "cpu")
+        steps = torch.zeros(len(params), dtype=torch.float32)
+        store = cls(name, list(params), offsets, master_offsets, n, m, home, steps, staged, is_embedding)
+        store.step_views = [steps[j] for j in range(len(params))]  # 0-dim views, updated in place
+        store.home_views = store.views(home)
+        return store
+
+    def views(self, buf: torch.Tensor) -> tuple[list, list, list]:
+        """Per-parameter views into a flat buffer laid out like ``home``.
+
+        Args:
+            buf: ``[>= 2N + M]`` fp32 (``home`` or a staging slot).
+
+        Returns:
+            ``(exp_avgs, exp_avg_sqs, masters)``, each a list with one tensor of the parameter's
+            shape per parameter (``masters[j]`` is None for fp32 parameters).
+        """
+        n = self.numel
+        ea, eas, ms = [], [], []
+        for p, o, mo in zip(self.params, self.offsets, self.master_offsets):
+            k = p.numel()
+            ea.append(buf[o:o + k].view(p.shape))
+            eas.append(buf[n + o:n + o + k].view(p.shape))
+            ms.append(None if mo is None else buf[2 * n + mo:2 * n + mo + k].view(p.shape))
+        return ea, eas, ms
+
+    def nbytes(self) -> int:
+        """Bytes of the flat state buffer (steps excluded)."""
+        return self.size * _F32
+
+
+def validate_units(units, device) -> tuple[list[tuple[str, list[torch.nn.Parameter]]], torch.device]:
+    """Check the optimizer's units and resolve its device.
+
+    Args:
+        units: ``[(name, params), ...]``.
+        device: requested device, or None for the parameters' device.
+
+    Returns:
+        ``(units as lists, device)`` with a CUDA device's index filled in.
+
+    Raises:
+        ValueError: a parameter in two units (tied weights must be given once), a dtype other
+            than float32/bfloat16/float16, a parameter off the device, CUDA requested but absent.
+    """
+    units = [(str(name), list(ps)) for name, ps in units]
+    owner: dict[int, str] = {}
+    for name, ps in units:
+        for p in ps:
+            if id(p) in owner:
+                raise ValueError(f"parameter of shape {tuple(p.shape)} is in unit {owner[id(p)]!r} and in "
+                                 f"unit {name!r}; give each parameter (tied weights included) to one unit")
+            owner[id(p)] = name
+            if p.dtype not in (torch.float32, *LOW_PRECISION):
+                raise ValueError(f"unit {name!r}: parameters must be float32, bfloat16 or float16, not {p.dtype}")
+    first = next((p for _, ps in units for p in ps), None)
+    dev = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"optimizer device {dev} requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    for name, ps in units:
+        for p in ps:
+            if p.device != dev:
+                raise ValueError(f"unit {name!r} has a parameter on {p.device}, optimizer device is {dev}; "
+                                 "move the model to the device before building the optimizer")
+    return units, dev
+
+
+class _Slot:
+    """A preallocated device staging buffer and the events that order its reuse."""
+
+    def __init__(self, buf: torch.Tensor, cuda: bool):
+        self.buf = buf
+        self.capacity = buf.numel()
+        self.unit: UnitStore | None = None
+        self.last_used = 0
+        # loaded: recorded on the copy stream after a host->device fill (compute waits on it).
+        # free: recorded on the compute stream after an update used the slot (copies wait on it).
+        self.loaded = torch.cuda.Event() if cuda else None
+        self.free = torch.cuda.Event() if cuda else None
+        self.free_recorded = False
+
+
+class StagingPipeline:
+    """Streams staged units' state through two (or three) device slots; see the module docstring.
+
+    Args:
+        stores: all unit stores; only those with ``staged=True`` go through the slots.
+        device: the compute device.
+        mode: ``"cuda"`` (streams and events), ``"simulate"`` (CPU slots with synchronous
+            copies, used by the CPU tests to exercise the slot logic) or ``None`` (nothing staged).
+    """
+
+    def __init__(self, stores: list[UnitStore], device: torch.device, mode: str | None):
+        self.device, self.mode = device, mode
+        self.cuda = mode == "cuda"
+        self.slots: list[_Slot] = []
+        self.active = False
+        self._clock = 0
+        self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
+        staged = [s for s in stores if s.staged and s.size > 0]
+        if not staged or mode is None:
+            return
+        cap_layer = max((s.size for s in staged if not s.is_embedding), default=0)
+        cap_embed = max((s.size for s in staged if s.is_embedding), default=0)
+        # Two layer-sized slots give double buffering (prefetch i+1 while i updates, paper's
+        # overlap); the embeddings/head, often far larger than a layer, get one slot of their own
+        # instead of inflating both, so the device holds at most two layers + embeddings/head.
+        caps = [cap_layer, cap_layer] if cap_layer else [cap_embed, cap_embed]
+        if cap_layer and cap_embed > cap_layer:
+            caps.append(cap_embed)
+        slot_device = device if self.cuda else torch.device("cpu")
+        for cap in caps:
+            # NaN-filled so that reading a slot before its fill completes shows up in the tests.
+            buf = torch.full((cap,), float("nan"), dtype=torch.float32, device=slot_device)
+            if self.cuda:
+                buf.record_stream(self.copy_stream)  # race (2): used on the copy stream too
+            self.slots.append(_Slot(buf, self.cuda))
+
+    @property
+    def staging_bytes(self) -> int:
+        """Bytes of device memory held by the staging slots."""
+        return sum(s.capacity for s in self.slots) * _F32
+
+    def units_on_device(self) -> list[str]:
+        """Names of the staged units whose state currently sits in a slot."""
+        return [s.unit.name for s in self.slots if s.unit is not None]
+
+    def begin(self) -> None:
+        """Open a step: the copy stream first waits for all compute issued so far (race 3)."""
+        if self.active:
+            return
+        self.active = True
+        if self.cuda:
+            self.copy_stream.wait_stream(torch.cuda.current_stream(self.device))
+
+    def _find(self, store: UnitStore) -> _Slot | None:
+        return next((s for s in self.slots if s.unit is store), None)
+
+    def _load(self, store: UnitStore, protect: UnitStore | None, required: bool) -> _Slot | None:
+        self._clock += 1
+        slot = self._find(store)
+        if slot is None:
+            free = [s for s in self.slots if s.capacity >= store.size and (protect is None or s.unit is not protect)]
+            if not free:
+                if required:
+                    raise RuntimeError(f"no staging slot fits unit {store.name!r} ({store.size} floats)")
+                return None
+            # Smallest slot that fits (keeps the embeddings slot for embeddings), then an empty
+            # one, then the least recently used.
+            slot = min(free, key=lambda s: (s.capacity, s.unit is not None, s.last_used))
+            slot.unit = None  # in case a copy below raises: never leave a half-filled slot named
+            if self.cuda:
+                with torch.cuda.stream(self.copy_stream):
+                    if slot.free_recorded:
+                        # races (2)+(3): compute must be done with the previous occupant.
+                        self.copy_stream.wait_event(slot.free)
+                    slot.buf[:store.size].copy_(store.home, non_blocking=True)
+                    slot.loaded.record(self.copy_stream)
+            else:
+                slot.buf[:store.size].copy_(store.home)
+            slot.unit = store
+        slot.last_used = self._clock
+        return slot
+
+    def prefetch(self, store: UnitStore | None, protect: UnitStore | None) -> None:
+        """Start loading ``store``'s state into a slot other than ``protect``'s; no-op if unstaged."""
+        if store is not None and store.staged and self.slots:
+            self._load(store, protect, required=False)
+
+    def acquire(self, store: UnitStore) -> torch.Tensor:
+        """The flat state buffer to update ``store`` in, ready for the compute stream.
+
+        Returns:
+            ``[2N + M]`` fp32: a staging slot view (offloaded unit) or ``store.home`` itself.
+        """
+        if not store.staged or not self.slots:
+            return store.home
+        slot = self._load(store, None, required=True)
+        if self.cuda:
+            torch.cuda.current_stream(self.device).wait_event(slot.loaded)
+        return slot.buf[:store.size]
+
+    def release(self, store: UnitStore) -> None:
+        """After ``store``'s update was issued: write its state back to host memory."""
+        if not store.staged or not self.slots:
+            return
+        slot = self._find(store)
+        if self.cuda:
+            slot.free.record(torch.cuda.current_stream(self.device))
+            slot.free_recorded = True
+            with torch.cuda.stream(self.copy_stream):
+                self.copy_stream.wait_event(slot.free)  # race (1): copy after the optimizer's writes
+                store.home.copy_(slot.buf[:store.size], non_blocking=True)
+        else:
+            store.home.copy_(slot.buf[:store.size])
+
+    def finish(self) -> None:
+        """Close a step: one event wait so host state is complete when ``step()`` returns."""
+        if self.active and self.cuda:
+            done = torch.cuda.Event()
+            done.record(self.copy_stream)
+            done.synchronize()
+        self.active = False
+
+    def invalidate(self) -> None:
+        """Forget what the slots hold (host state was replaced, e.g. by ``load_state_dict``)."""
+        self.finish()
+        for s in self.slots:
+            s.unit = None

@@ -1,0 +1,77 @@
+"""Config loading: defaults, YAML deltas, overrides, and the errors a user sees."""
+from __future__ import annotations
+
+import pytest
+
+from grass.cli import main
+from grass.config import describe, load_config, run_id
+from grass.errors import ConfigError
+
+
+def test_yaml_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  lr: 0.001\n  max_steps: 7\nmethod:\n  name: lora\n  rank: 4\n")
+    cfg = load_config(f, ["train.lr=3e-4", "method.alpha=8"])
+    assert cfg.train.lr == 3e-4 and cfg.train.max_steps == 7
+    assert cfg.method.name == "lora" and cfg.method.rank == 4 and cfg.method.alpha == 8.0
+
+
+def test_method_fields_are_typed_per_method():
+    assert load_config(None, ["method.name=grass", "method.temperature=0.5"]).method.temperature == 0.5
+    with pytest.raises(ConfigError, match="unknown config key 'method.rank'"):
+        load_config(None, ["method.name=full", "method.rank=8"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.max_step=1"], "did you mean 'train.max_steps'"),
+    (["trian.lr=1"], "did you mean 'train'"),
+    (["train.max_steps=abc"], "train.max_steps"),
+    (["train.max_steps=0"], "train.max_steps must be positive"),
+    (["train.batch_size=-2"], "train.batch_size must be positive"),
+    (["method.name=sgd"], "valid methods: full, lora, dora, lisa, grass"),
+    (["train.precision=fp8"], "train.precision must be one of fp32, bf16"),
+    (["method.name=grass", "method.probe_steps=50", "train.max_steps=20"], "leaves no update step"),
+    (["train"], "not key=value"),
+])
+def test_bad_overrides(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_missing_and_unparsable_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_config(bad)
+
+
+def test_run_id_is_stable_and_ignores_logging():
+    a = load_config(None, ["train.lr=1e-3", "method.name=lisa"])
+    b = load_config(None, ["method.name=lisa", "train.lr=0.001", "log.experiment=other"])
+    assert run_id(a) == run_id(b) and run_id(a).startswith("lisa-")
+    assert run_id(a) != run_id(load_config(None, ["method.name=lisa", "seed=1"]))
+
+
+def test_describe_shows_help():
+    text = describe(load_config(None, ["method.name=grass"]))
+    assert "temperature: 1.0" in text and "softmax" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "train.max_steps=0"], "train.max_steps must be positive"),
+    (["train", "model.name=tiny-llma"], "unknown model 'tiny-llma'"),
+    (["train", "method.name=nope"], "unknown method 'nope'"),
+    (["train", "--config", "/does/not/exist.yaml"], "does not exist"),
+])
+def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys, runs_dir):
+    assert main(argv + ["log.wandb=disabled"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not runs_dir.exists() or not any(runs_dir.rglob("result.json"))
+
+
+def test_config_show(capsys):
+    assert main(["config", "show", "method.name=lora"]) == 0
+    assert "rank: 8" in capsys.readouterr().out
