@@ -61,7 +61,9 @@ def tiny_config(name: str):
     """A 6-layer, hidden-64 random config of the named architecture family."""
     from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig, Qwen2Config
 
-    common = dict(vocab_size=320, bos_token_id=257, eos_token_id=258, pad_token_id=256)
+    # initializer_range 0.1 (not 0.02): logits of a hidden-64 model are otherwise so small that an
+    # adapter cannot move them, and a fixed batch cannot be fitted by LoRA in a test.
+    common = dict(vocab_size=320, bos_token_id=257, eos_token_id=258, pad_token_id=256, initializer_range=0.1)
     if name == "tiny-llama":
         return LlamaConfig(hidden_size=TINY_HIDDEN, intermediate_size=128, num_hidden_layers=TINY_LAYERS,
                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,

@@ -74,8 +74,7 @@ class BatchStream:
     def __init__(self, dataset, batch_size: int, seed: int, shuffle: bool, collate, rank: int = 0,
                  world: int = 1, position: int = 0):
         if len(dataset) == 0:
-            raise DataError("no training example has a response token left after truncation; "
-                            "raise train.seq_len or check data.train")
+            raise DataError("the training set is empty; check data.train and data.max_examples")
         self.dataset, self.batch_size, self.seed, self.shuffle = dataset, batch_size, seed, shuffle
         self.collate, self.rank, self.world, self.position = collate, rank, world, position
         self._perm_epoch, self._perm = -1, None
@@ -181,9 +180,6 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     train_model = dist.wrap(model) if dist is not None else model
 
     dataset = TrainDataset(examples, tokenizer, tc.seq_len)
-    if dataset.num_truncated:
-        log.info("%d of %d training examples were truncated to train.seq_len=%d", dataset.num_truncated,
-                 len(examples), tc.seq_len)
     stream = BatchStream(dataset, tc.batch_size, cfg.seed, cfg.data.shuffle, Collator(tokenizer.pad_token_id),
                          rank=dist.rank if dist else 0, world=dist.world_size if dist else 1)
 
@@ -281,10 +277,15 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
             bar.close()
             raise Preempted(f"stopped at step {next_step}; checkpoint saved")
     bar.close()
+    if dataset.num_truncated:
+        log.info("%d of the %d training examples used were longer than train.seq_len=%d and truncated",
+                 dataset.num_truncated, dataset.num_seen, tc.seq_len)
 
     result = _identity(cfg) | {
         "status": "success", "error": None, "run_dir": str(run_dir),
         "train/final_loss": loss_value, "train/steps": tc.max_steps,
+        "data/train_examples": len(examples), "data/examples_seen": dataset.num_seen,
+        "data/truncated": dataset.num_truncated,
         "speed/tokens_per_s": speed.tokens_per_s, "speed/step_time_s_median": speed.median_step_s,
         "params/trainable": count_params(model, trainable_only=True), "params/total": count_params(model),
         "mem/params_gib": byte_accounting(model, None)["params_bytes"] / GIB,

@@ -6,6 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny models run fastest on one thread, and several test processes (DDP workers, SLURM jobs) must
+# not oversubscribe the cores: OpenMP threads spin-wait and a run slows down twenty-fold.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -32,6 +32,10 @@ def render_prompt(example: dict) -> str:
 def encode_example(tokenizer, example: dict, seq_len: int) -> tuple[dict, bool]:
     """Tokenize prompt + response (+ EOS); labels mask the prompt.
 
+    Examples longer than ``seq_len`` are cut from the right, as LLM-Adapters does. When that would
+    leave no response token at all (a prompt longer than ``seq_len``), the prompt is cut from the
+    left instead so the example still carries loss.
+
     Returns:
         ``({"input_ids": list[int], "labels": list[int]}, truncated)``; both lists have the same
         length ``<= seq_len``.
@@ -40,33 +44,38 @@ def encode_example(tokenizer, example: dict, seq_len: int) -> tuple[dict, bool]:
     if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", True):
         prompt_ids = [tokenizer.bos_token_id] + prompt_ids
     response_ids = tokenizer(example["output"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    ids = prompt_ids + response_ids
-    labels = [IGNORE_INDEX] * len(prompt_ids) + response_ids
-    truncated = len(ids) > seq_len
-    return {"input_ids": ids[:seq_len], "labels": labels[:seq_len]}, truncated
+    truncated = len(prompt_ids) + len(response_ids) > seq_len
+    if len(prompt_ids) >= seq_len:
+        keep = max(1, seq_len // 2)
+        prompt_ids = prompt_ids[-keep:]
+    ids = (prompt_ids + response_ids)[:seq_len]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:seq_len]
+    return {"input_ids": ids, "labels": labels}, truncated
 
 
 class TrainDataset(torch.utils.data.Dataset):
-    """Tokenized training examples; examples whose response is truncated away entirely are kept
-    out (they would carry no loss) and counted."""
+    """Training examples, tokenized on first access (a 150k-example mixture costs nothing until a
+    batch needs it) and cached. ``num_truncated`` counts the truncated examples seen so far."""
 
     def __init__(self, examples: list[dict], tokenizer, seq_len: int):
-        self.items = []
+        self.examples, self.tokenizer, self.seq_len = examples, tokenizer, seq_len
+        self._cache: dict[int, dict] = {}
         self.num_truncated = 0
-        self.num_dropped = 0
-        for ex in examples:
-            enc, truncated = encode_example(tokenizer, ex, seq_len)
-            self.num_truncated += truncated
-            if all(label == IGNORE_INDEX for label in enc["labels"]):
-                self.num_dropped += 1
-                continue
-            self.items.append(enc)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.examples)
 
     def __getitem__(self, i: int) -> dict:
-        return self.items[i]
+        item = self._cache.get(i)
+        if item is None:
+            item, truncated = encode_example(self.tokenizer, self.examples[i], self.seq_len)
+            self.num_truncated += truncated
+            self._cache[i] = item
+        return item
+
+    @property
+    def num_seen(self) -> int:
+        return len(self._cache)
 
 
 @dataclass
