@@ -146,12 +146,17 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
     if is_main:
         atomic_write_text(run_dir / CONFIG, to_yaml(cfg))
         (run_dir / "result.json").unlink(missing_ok=True)  # a failed attempt's result; this one is new
+    wandb = _wandb_logger(cfg, run_dir) if is_main else None
     try:
         result, model = _run(cfg, run_dir, model, tokenizer, method, examples, device, progress, stop_requested, dist,
-                             on_step_end)
+                             on_step_end, wandb)
     except Preempted:
+        if wandb is not None:
+            wandb.finish(exit_code=1)  # a requeued job resumes the run; W&B sees a new attempt
         raise
     except (Exception, KeyboardInterrupt) as e:
+        if wandb is not None:
+            wandb.finish(exit_code=1)
         if is_main:
             status = "canceled" if isinstance(e, KeyboardInterrupt) else "failed"
             write_result(run_dir, _identity(cfg) | {"status": status, "error": f"{type(e).__name__}: {e}",
@@ -167,7 +172,7 @@ def _identity(cfg: RunConfig) -> dict:
 
 
 def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progress, stop_requested, dist,
-         on_step_end=None):
+         on_step_end=None, wandb=None):
     tc = cfg.train
     is_main = dist is None or dist.rank == 0
     model.to(device)
@@ -189,7 +194,6 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         start_step, stream.position = state["step"], state["data_position"]
         log.info("resumed %s at step %d", run_dir.name, start_step)
     metrics = MetricsWriter(run_dir, resume_step=start_step if start_step else None) if is_main else None
-    wandb = _wandb_logger(cfg, run_dir) if is_main else None
     speed = Speedometer(device)
     peaks = {"grads_bytes": 0, "optimizer_state_device_bytes": 0, "optimizer_state_host_bytes": 0}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if tc.precision == "bf16" else contextlib.nullcontext()
@@ -284,6 +288,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     result = _identity(cfg) | {
         "status": "success", "error": None, "run_dir": str(run_dir),
         "train/final_loss": loss_value, "train/steps": tc.max_steps,
+        "train/world_size": world, "train/global_batch": tc.batch_size * world * tc.grad_accum,
         "data/train_examples": len(examples), "data/examples_seen": dataset.num_seen,
         "data/truncated": dataset.num_truncated,
         "speed/tokens_per_s": speed.tokens_per_s, "speed/step_time_s_median": speed.median_step_s,

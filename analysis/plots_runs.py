@@ -1,0 +1,173 @@
+"""Figures that compare runs: accuracy vs memory (Pareto), throughput, loss curves, sensitivity.
+
+Each function takes the included runs (and, where needed, their metrics) and returns a
+:class:`~matplotlib.figure.Figure`, or None when the experiment has no data for it.
+"""
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis.collect import groups, label, memory_gib
+from analysis.plots_style import LINESTYLES, MARKERS, method_color, shared_legend, subplots
+
+# GRASS hyper-parameters a sensitivity grid may vary -> axis label.
+SENSITIVITY = {
+    "cfg.method.n_active_layers": "active layers per step γ",
+    "cfg.method.switch_every": "switching period T_s (steps)",
+    "cfg.method.temperature": "sampling temperature τ",
+}
+
+
+def _variant_styles(runs: pd.DataFrame) -> dict[tuple, int]:
+    """Index of each (method, variant) among its method's variants, for marker / line style."""
+    seen: dict[str, list] = {}
+    for m, v in runs[["method", "variant"]].drop_duplicates().itertuples(index=False):
+        seen.setdefault(m, []).append(v)
+    return {(m, v): i for m, vs in seen.items() for i, v in enumerate(vs)}
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both less memory (x) and higher accuracy (y)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_accuracy_vs_memory(runs: pd.DataFrame) -> Figure | None:
+    """Average accuracy against memory per method, one panel per model, Pareto front dashed."""
+    if "acc/avg" not in runs or runs["acc/avg"].isna().all():
+        return None
+    runs = runs[runs["acc/avg"].notna()]
+    mem, mem_label = memory_gib(runs)
+    runs = runs.assign(_mem=mem)
+    style = _variant_styles(runs)
+    models = list(dict.fromkeys(runs["model"]))
+    fig, axes = subplots(len(models), width=6.0, height=4.2)
+    for ax, model in zip(axes, models):
+        pts = []
+        for (method, _, _, variant), g in groups(runs[runs["model"] == model]):
+            x, y = g["_mem"].mean(), g["acc/avg"].mean()
+            yerr = g["acc/avg"].std(ddof=1) if len(g) > 1 else 0.0
+            ax.errorbar(x, y, yerr=yerr, fmt=MARKERS[style[(method, variant)] % len(MARKERS)], ms=8, capsize=3,
+                        color=method_color(method), label=label(method, variant))
+            pts.append((x, y))
+        front = pareto_front(pts)
+        if len(pts) > 1:
+            fx, fy = zip(*(pts[i] for i in front))
+            ax.plot(fx, fy, "--", color="black", lw=1, drawstyle="steps-post", zorder=0)
+            ax.scatter(fx, fy, s=260, facecolors="none", edgecolors="black", lw=1.2, zorder=3,
+                       label="Pareto front: no other point has less memory and more accuracy")
+        ax.set_title(str(model))
+        ax.set_xlabel(mem_label)
+        ax.set_ylabel("average accuracy (%)")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Accuracy vs memory (mean ± std over seeds)")
+    shared_legend(fig, axes, ncols=3)
+    return fig
+
+
+def plot_throughput(runs: pd.DataFrame) -> Figure | None:
+    """Training throughput (tokens/s, mean ± std over seeds) per method, one panel per model."""
+    if "speed/tokens_per_s" not in runs or runs["speed/tokens_per_s"].isna().all():
+        return None
+    runs = runs[runs["speed/tokens_per_s"].notna()]
+    models = list(dict.fromkeys(runs["model"]))
+    n_bars = max(len(list(groups(runs[runs["model"] == m]))) for m in models)
+    # Horizontal bars: configuration names can be long and stay readable on the y axis.
+    fig, axes = subplots(len(models), width=6.5, height=1.0 + 0.4 * n_bars, ncols_max=2)
+    for ax, model in zip(axes, models):
+        sub = runs[runs["model"] == model]
+        full = sub.loc[(sub["method"] == "full") & (sub["variant"] == ""), "speed/tokens_per_s"].mean()
+        names = []
+        for i, ((method, _, _, variant), g) in enumerate(groups(sub)):
+            v = g["speed/tokens_per_s"].astype(float)
+            ax.barh(i, v.mean(), xerr=v.std(ddof=1) if len(v) > 1 else 0, capsize=3, color=method_color(method))
+            if pd.notna(full) and full > 0:  # the ratio a reader wants: how much faster than full FT
+                end = v.mean() + (v.std(ddof=1) if len(v) > 1 else 0)  # right of the error bar
+                ax.annotate(f"{v.mean() / full:.2f}× full", (end, i), xytext=(6, 0), textcoords="offset points",
+                            va="center", fontsize=8)
+            names.append(label(method, variant))
+        ax.set_yticks(range(len(names)), names)
+        ax.invert_yaxis()  # display order top to bottom
+        ax.set_xlabel("throughput (tokens/s)")
+        ax.set_title(str(model))
+        ax.margins(x=0.2)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Training throughput (mean ± std over seeds)")
+    return fig
+
+
+def plot_loss_curves(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> Figure | None:
+    """Training loss per method (mean over seeds, band = min..max), one panel per model.
+
+    The per-step loss is smoothed by a rolling mean over ~2% of the steps, stated on the axis.
+    """
+    have = runs[runs["run_dir"].map(lambda d: "loss" in metrics.get(d, pd.DataFrame()))]
+    if have.empty:
+        return None
+    style = _variant_styles(have)
+    models = list(dict.fromkeys(have["model"]))
+    fig, axes = subplots(len(models), width=6.0)
+    for ax, model in zip(axes, models):
+        sub = have[have["model"] == model]
+        n_steps = max(metrics[d]["step"].max() + 1 for d in sub["run_dir"])
+        window = max(1, int(n_steps) // 50)
+        for (method, _, _, variant), g in groups(sub):
+            curves = pd.concat({d: metrics[d].set_index("step")["loss"].rolling(window, min_periods=1).mean()
+                                for d in g["run_dir"]}, axis=1)
+            color = method_color(method)
+            ax.plot(curves.index, curves.mean(axis=1), color=color,
+                    ls=LINESTYLES[style[(method, variant)] % len(LINESTYLES)], label=label(method, variant))
+            if len(g) > 1:
+                ax.fill_between(curves.index, curves.min(axis=1), curves.max(axis=1), color=color, alpha=0.2, lw=0)
+        ax.set_title(str(model))
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss" + (f" (rolling mean, {window} steps)" if window > 1 else ""))
+        ax.grid(alpha=0.3)
+    fig.suptitle("Training loss (mean over seeds; band: min–max over seeds)")
+    shared_legend(fig, axes, ncols=3)
+    return fig
+
+
+def plot_sensitivity(runs: pd.DataFrame) -> Figure | None:
+    """GRASS average accuracy against each hyper-parameter that varies among its runs.
+
+    One panel per varied parameter (γ, T_s, τ) and one line per model. The other varied
+    parameters are held at their most common value (the base of a one-at-a-time ablation), so
+    a line never mixes settings; LISA's mean accuracy on the same model is drawn for reference.
+    """
+    grass = runs[(runs["method"] == "grass") & runs.get("acc/avg", pd.Series(index=runs.index)).notna()]
+    params = [p for p in SENSITIVITY if p in grass and grass[p].dropna().nunique() > 1]
+    if not params:
+        return None
+    fig, axes = subplots(len(params), width=5.0)
+    for ax, p in zip(axes, params):
+        for i, (model, g) in enumerate(grass.groupby("model", sort=False)):
+            base = {q: g[q].mode().iloc[0] for q in params if q != p and g[q].notna().any()}
+            for q, v in base.items():
+                g = g[g[q] == v]
+            stats = g.groupby(p)["acc/avg"].agg(["mean", "std"]).sort_index()
+            fixed = "".join(f", {q.rsplit('.', 1)[-1]}={v:g}" for q, v in base.items())
+            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker=MARKERS[i % len(MARKERS)],
+                        capsize=3, color=method_color("grass"), ls=LINESTYLES[i % len(LINESTYLES)],
+                        label=f"grass, {model}{fixed}")
+            lisa = runs.loc[(runs["method"] == "lisa") & (runs["model"] == model)].get("acc/avg")
+            if lisa is not None and lisa.notna().any():
+                ax.axhline(lisa.mean(), color=method_color("lisa"), ls=LINESTYLES[i % len(LINESTYLES)], lw=1,
+                           label=f"lisa, {model} (mean, reference)")
+        values = sorted(grass[p].dropna().astype(float).unique())
+        if values[0] > 0 and values[-1] / values[0] >= 10:
+            ax.set_xscale("log")
+            ax.minorticks_off()  # only the grid's own values are labelled
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.set_xlabel(SENSITIVITY[p])
+        ax.set_ylabel("average accuracy (%)")
+        ax.set_title(f"GRASS: accuracy vs {SENSITIVITY[p].split(' (')[0]}")
+        ax.grid(alpha=0.3)
+    shared_legend(fig, axes, ncols=2)
+    return fig

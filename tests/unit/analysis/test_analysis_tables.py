@@ -1,0 +1,98 @@
+"""The golden run set turns into exactly the expected table text."""
+from __future__ import annotations
+
+from analysis.collect import collect
+from analysis.table_format import Cell, to_html, to_latex, to_markdown
+from analysis.tables import _mark_best, accuracy_table, build_tables, efficiency_table, paper_table, write_tables
+
+FOOTNOTE = "Left out: 1 unfinished, 1 failed, 1 from a dirty tree (use --include-unfinished to include them)."
+
+ACCURACY_MD = """\
+### Accuracy (%) on golden
+
+| Model | Method | n | BoolQ | PIQA | Avg |
+|:--|:--|--:|--:|--:|--:|
+| tiny-llama | full | 2 | <u>61.00 ± 1.41</u> | 70.00 ± 0.00 | 65.50 ± 0.71 |
+| tiny-llama | lisa | 3 | 60.00 ± 2.00 | **74.00 ± 2.00** | <u>67.00 ± 2.00</u> |
+| tiny-llama | grass | 2 | **65.00 ± 1.41** | <u>72.00 ± 1.41</u> | **68.50 ± 1.41** |
+
+Accuracy (%), mean ± std over the n runs (seeds) of each row; best per model in bold, second underlined.
+
+""" + FOOTNOTE + "\n"
+
+ACCURACY_TEX_ROWS = r"""
+tiny-llama & full & 2 & \underline{61.00 $\pm$ 1.41} & 70.00 $\pm$ 0.00 & 65.50 $\pm$ 0.71 \\
+tiny-llama & lisa & 3 & 60.00 $\pm$ 2.00 & \textbf{74.00 $\pm$ 2.00} & \underline{67.00 $\pm$ 2.00} \\
+tiny-llama & grass & 2 & \textbf{65.00 $\pm$ 1.41} & \underline{72.00 $\pm$ 1.41} & \textbf{68.50 $\pm$ 1.41} \\
+"""
+
+EFFICIENCY_MD = """\
+### Efficiency on golden
+
+| Model | Method | n | Opt. state device (GiB) | Opt. state host (GiB) | Tokens/s | Step time (s) | Trainable params |
+|:--|:--|--:|--:|--:|--:|--:|--:|
+| tiny-llama | full | 2 | 1 (1.00×) | 0 | 1,050 (1.00×) | 0.5 (1.00×) | 135.00M (1.00×) |
+| tiny-llama | lisa | 3 | 0.25 (0.25×) | 0 | 1,500 (1.43×) | 0.5 (1.00×) | 20.00M (0.15×) |
+| tiny-llama | grass | 2 | 0.125 (0.12×) | 0.75 | 1,400 (1.33×) | 0.5 (1.00×) | 20.00M (0.15×) |
+
+Means over the n runs of each row; (×) is relative to full fine-tuning of the same model.
+
+No peak device memory column: CUDA records the peak and these runs were on CPU.
+
+""" + FOOTNOTE + "\n"
+
+
+def test_accuracy_markdown_is_exact(golden):
+    assert to_markdown(accuracy_table(collect("golden", golden))) == ACCURACY_MD
+
+
+def test_accuracy_latex_marks_best_and_second(golden):
+    tex = to_latex(accuracy_table(collect("golden", golden)))
+    assert ACCURACY_TEX_ROWS.strip() in tex
+    assert r"\begin{tabular}{llrrrr}" in tex and r"\toprule" in tex and r"\label{tab:accuracy}" in tex
+    assert r"Left out: 1 unfinished, 1 failed, 1 from a dirty tree" in tex
+
+
+def test_efficiency_markdown_is_exact(golden):
+    assert to_markdown(efficiency_table(collect("golden", golden))) == EFFICIENCY_MD
+
+
+def test_paper_table_keeps_published_figures_apart_from_ours(golden):
+    md = to_markdown(paper_table(collect("golden", golden)))
+    assert "### Paper (published) vs ours (golden): different models and budgets" in md
+    for published in ("| 51.3 GB |", "| ≈20 GB |", "| 22.3 GB |", "| 19.1 GB |", "| 1.63 GB |", "| 0.14 GB |",
+                      "| 4.38 points |", "| 20% |", "| 0.37× |", "| 0.86× |"):
+        assert published in md
+    assert "Ours: tiny-llama" in md and "TinyLlama, Gemma-2B, LLaMA2-7B" in md
+    assert "Our budgets: tiny-llama: 60 steps, batch 4, seq 128." in md
+    assert "arXiv:2604.07808" in md
+    # ours: grass 68.5 vs the best baseline lisa 67.0; w+g+opt memory grass 1.125 vs lisa 1.25 GiB
+    assert "+1.50 points vs lisa" in md and "10.0% vs lisa" in md and "1.12 GiB w+g+opt" in md
+    # LoRA was not run: no invented number
+    assert "| peak memory, LoRA | ≈20 GB | LLaMA2-7B | Table 4 | – |" in md
+
+
+def test_include_unfinished_marks_rows(golden):
+    md = to_markdown(accuracy_table(collect("golden", golden, include_unfinished=True)))
+    assert "| tiny-llama | full† | 3 |" in md and "| tiny-llama | lisa† | 4 |" in md
+    assert "| tiny-llama | grass† | 3 |" in md
+    assert "† 3 run(s) that failed, are unfinished or come from a dirty tree are included." in md
+
+
+def test_second_is_not_marked_among_two_and_ties_share_bold():
+    cells = [Cell("a"), Cell("b")]
+    _mark_best(cells, [1.0, 2.0])
+    assert [c.style for c in cells] == [None, "best"]
+    cells = [Cell("a"), Cell("b"), Cell("c"), Cell("d")]
+    _mark_best(cells, [3.0, 3.0, 2.0, None])
+    assert [c.style for c in cells] == ["best", "best", "second", None]
+
+
+def test_write_tables_and_html(golden, tmp_path):
+    tables = build_tables(collect("golden", golden))
+    assert [t.name for t in tables] == ["accuracy", "efficiency", "paper_vs_ours"]
+    paths = write_tables(tables, tmp_path)
+    assert sorted(p.name for p in paths) == ["accuracy.tex", "efficiency.tex", "paper_vs_ours.tex", "tables.md"]
+    assert (tmp_path / "tables.md").read_text().count("### ") == 3
+    html = to_html(tables[0])
+    assert "<b>65.00 ± 1.41</b>" in html and "<u>61.00 ± 1.41</u>" in html
