@@ -91,6 +91,11 @@ class LayerwiseMethod(FinetuneMethod):
                 offload_embeddings=self.cfg.offload_embeddings, overlap=self.cfg.overlap,
                 grad_accum=tc.grad_accum, max_grad_norm=tc.max_grad_norm)
             if self.cfg.overlap == "backward":
+                from grass.distributed import ddp_active
+
+                if ddp_active():  # the hooks would update from the local gradient, before DDP's all-reduce
+                    raise ConfigError("method.overlap=backward is not supported under torch.distributed (DDP); "
+                                      "use method.overlap=step")
                 opt.attach_backward_hooks()
         else:
             opt = adamw([p for _, ps in self.units() for p in ps], tc)
