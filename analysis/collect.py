@@ -169,13 +169,16 @@ def experiment_dir(experiment: str, runs_dir: str | Path | None = None) -> Path:
     return path
 
 
-def collect(experiment: str, runs_dir: str | Path | None = None, include_unfinished: bool = False) -> Collection:
+def collect(experiment: str, runs_dir: str | Path | None = None, include_unfinished: bool = False,
+            include_dirty: bool = False) -> Collection:
     """Read every run of ``experiment`` into a :class:`Collection`.
 
     Args:
         experiment: experiment name (a folder under the runs root).
         runs_dir: the runs root; default ``$GRASS_RUNS_DIR`` or ``./runs``.
         include_unfinished: also include failed, canceled, unfinished and dirty runs.
+        include_dirty: also include finished runs made from a git tree with uncommitted changes
+            (a researcher's own work in progress, e.g. in `grass quickstart`).
 
     Raises:
         GrassError: the experiment folder does not exist or holds no run to report on.
@@ -193,7 +196,7 @@ def collect(experiment: str, runs_dir: str | Path | None = None, include_unfinis
         if col not in frame:
             frame[col] = None
     frame["task"] = frame["task"].fillna("default")
-    frame["included"] = frame["state"].eq("ok") | include_unfinished
+    frame["included"] = frame["state"].eq("ok") | include_unfinished | (frame["state"].eq("dirty") & include_dirty)
     if not frame["included"].any():
         counts = ", ".join(f"{n} {EXCLUDED_STATES[s]}" for s, n in coll.excluded.items())
         clean = " from a clean git tree" if "dirty" in coll.excluded else ""

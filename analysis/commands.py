@@ -16,7 +16,7 @@ NO_ACCURACY = "no accuracy table: no run recorded acc/<benchmark>; evaluate with
 
 
 def _collect(args: argparse.Namespace) -> tuple[Collection, Path]:
-    coll = collect(args.experiment, args.runs_dir, args.include_unfinished)
+    coll = collect(args.experiment, args.runs_dir, args.include_unfinished, getattr(args, "include_dirty", False))
     out = Path(args.out) if args.out else coll.runs_dir / coll.experiment / ANALYSIS_DIR
     return coll, out
 
@@ -79,4 +79,6 @@ def add_commands(subparsers) -> None:
                        help=f"output folder (default <runs-dir>/<experiment>/{ANALYSIS_DIR})")
         p.add_argument("--include-unfinished", action="store_true",
                        help="also use failed, unfinished and dirty-tree runs (marked † in tables)")
+        p.add_argument("--include-dirty", action="store_true",
+                       help="also use finished runs made from a git tree with uncommitted changes")
         p.set_defaults(func=handler)

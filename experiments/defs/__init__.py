@@ -1,0 +1,1 @@
+"""One module per experiment, each defining ``EXPERIMENT`` (see :mod:`experiments.registry`)."""

@@ -1,0 +1,145 @@
+"""Experiment definitions and grid expansion: stable ids, validation before submission, --only."""
+from __future__ import annotations
+
+import pytest
+
+from experiments.grid import expand, select
+from experiments.registry import experiment_names, get_experiment
+from experiments.spec import Experiment, flatten, nest
+from grass.config import config_from_dicts, from_run_dir, run_id, to_dict, to_yaml
+from grass.errors import ConfigError, GrassError
+
+BASE = {"model.name": "tiny-llama", "train.max_steps": 20, "log.wandb": "disabled"}
+
+
+def exp(**kw) -> Experiment:
+    args = dict(name="t", question="q?", base=dict(BASE), axes={"method.name": ["lisa", "full"]}, seeds=[0, 1])
+    args.update(kw)
+    return Experiment(**args)
+
+
+SHIPPED = ["ablation_static", "lr_sweep", "main_arith", "main_commonsense", "memory_throughput", "quickstart",
+           "sensitivity", "smoke"]
+
+
+def test_every_shipped_experiment_expands_with_unique_ids():
+    assert set(SHIPPED) <= set(experiment_names())
+    for name in SHIPPED:
+        e = get_experiment(name)
+        runs = expand(e)
+        assert len(runs) == e.grid_size, name
+        assert len({r.run_id for r in runs}) == len(runs), name
+        assert all(r.cfg.log.experiment == name for r in runs)
+
+
+def test_paper_grids_have_the_promised_shape():
+    for name in ("main_arith", "main_commonsense"):
+        runs = expand(get_experiment(name))
+        assert {r.cfg.method.name for r in runs} == {"full", "lora", "dora", "lisa", "grass"}
+        assert {r.cfg.seed for r in runs} == {0, 1, 2}
+    smoke = expand(get_experiment("smoke"))
+    assert len(smoke) == 4 and {r.cfg.model.name for r in smoke} == {"tiny-llama"}
+    assert all(r.cfg.log.wandb == "disabled" for r in smoke)
+    quick = expand(get_experiment("quickstart"))
+    assert {r.cfg.method.name for r in quick} == {"full", "lora", "lisa", "grass"}
+    assert len(set(r.cfg.train.max_steps for r in quick)) == 1 and len(quick[0].cfg.eval.benchmarks) >= 4
+    paper = expand(get_experiment("quickstart"), budget="paper")
+    assert paper[0].cfg.train.max_steps > quick[0].cfg.train.max_steps
+    assert paper[0].cfg.eval.limit > quick[0].cfg.eval.limit
+
+
+def test_ids_do_not_depend_on_axis_order_or_where_a_value_is_written():
+    a = exp(axes={"method.name": ["lisa", "grass"], "train.lr": [1e-4, 2e-4]})
+    b = exp(axes={"train.lr": [2e-4, 1e-4], "method.name": ["grass", "lisa"]}, base=dict(reversed(BASE.items())))
+    assert {r.run_id for r in expand(a)} == {r.run_id for r in expand(b)}
+    nested = exp(base={"model": {"name": "tiny-llama"}, "train": {"max_steps": 20}, "log": {"wandb": "disabled"}})
+    assert [r.run_id for r in expand(nested)] == [r.run_id for r in expand(exp())]
+    # the logging section (runs dir, experiment name) is not part of a run's identity
+    assert [r.run_id for r in expand(exp(), runs_dir="/tmp/elsewhere")] == [r.run_id for r in expand(exp())]
+
+
+def test_dict_values_set_several_keys_and_label_the_run():
+    e = exp(axes={"method.name": [{"method.name": "lisa", "train.lr": 1e-4}, {"method.name": "lisa", "train.lr": 3e-4},
+                                  {"method.name": "full", "train.lr": 1e-5}]}, seeds=[0])
+    runs = expand(e)
+    assert [r.cfg.train.lr for r in runs] == [1e-4, 3e-4, 1e-5]
+    assert runs[0].label() == "method.name=lisa train.lr=0.0001 seed=0"
+    assert runs[2].label() == "method.name=full seed=0"
+    knobs = exp(base={**BASE, "method.name": "grass"}, axes={"knob": [{}, {"method.temperature": 2.0}]}, seeds=[0])
+    assert [r.label() for r in expand(knobs)] == ["knob=default seed=0", "knob=method.temperature=2.0 seed=0"]
+
+
+def test_an_axis_naming_an_unknown_key_fails_with_the_closest_key():
+    with pytest.raises(ConfigError, match="unknown config key 'method.n_active_layer'.*did you mean "
+                                          "'method.n_active_layers'"):
+        expand(exp(axes={"method.name": ["lisa"], "method.n_active_layer": [1, 2]}))
+    with pytest.raises(ConfigError, match="did you mean 'train.lr'"):
+        expand(exp(axes={"method.name": [{"method.name": "lisa", "train.lrr": 1e-4}]}))
+    with pytest.raises(ConfigError, match="experiment 't', run method.name=full"):
+        expand(exp(axes={"method.name": ["full"], "train.max_steps": [0]}))
+
+
+def test_two_runs_with_the_same_id_are_an_error():
+    with pytest.raises(ConfigError, match="two runs with the same id"):
+        expand(exp(axes={"train.lr": [2e-4, 0.0002]}))
+    with pytest.raises(ConfigError, match="two runs with the same id"):
+        expand(exp(axes={"method.name": ["lisa", {"method.name": "lisa", "train.lr": 1e-4}]}))  # 1e-4 = default
+
+
+def test_overrides_apply_to_every_run_but_not_to_an_axis_key():
+    runs = expand(exp(), overrides=["train.max_steps=7"])
+    assert {r.cfg.train.max_steps for r in runs} == {7}
+    with pytest.raises(ConfigError, match="'method.name' is varied by experiment 't'.*--only"):
+        expand(exp(), overrides=["method.name=grass"])
+    with pytest.raises(ConfigError, match="not key=value"):
+        expand(exp(), overrides=["train.max_steps"])
+
+
+def test_only_filters_on_resolved_config_values():
+    e = exp(axes={"method.name": ["lisa", "full"], "train.lr": [1e-4, 2e-4]})
+    assert len(expand(e, only=["method.name=lisa"])) == 4
+    assert len(expand(e, only=["method.name=lisa", "seed=1"])) == 2
+    assert len(expand(e, only=["seed=0", "seed=1"])) == 8  # same key: alternatives
+    assert len(expand(e, only=["method.name=lisa,full", "train.lr=0.0002"])) == 4
+    assert len(expand(e, only=["train.lr=2e-4"])) == 4  # numbers compare as numbers
+
+
+def test_only_errors_name_the_problem():
+    e = exp()
+    with pytest.raises(ConfigError, match="matches none of the 4 runs.*method.name takes full, lisa"):
+        expand(e, only=["method.name=grass"])
+    with pytest.raises(ConfigError, match="unknown config key 'methd.name'.*did you mean 'method.name'"):
+        expand(e, only=["methd.name=lisa"])
+    with pytest.raises(ConfigError, match="not key=value"):
+        select(expand(e), ["lisa"])
+
+
+def test_bad_definitions_are_rejected():
+    with pytest.raises(ConfigError, match="lower_snake_case"):
+        exp(name="My Exp")
+    with pytest.raises(ConfigError, match="non-empty list"):
+        exp(axes={"train.lr": []})
+    with pytest.raises(ConfigError, match="without repeats"):
+        exp(seeds=[0, 0])
+    with pytest.raises(ConfigError, match="put seeds in 'seeds'"):
+        exp(axes={"seed": [0, 1]})
+    with pytest.raises(ConfigError, match="no budget 'huge'; valid budgets: small, paper"):
+        expand(get_experiment("quickstart"), budget="huge")
+
+
+def test_unknown_experiment_lists_the_valid_ones():
+    with pytest.raises(GrassError, match="unknown experiment 'smok'; valid experiments: .*smoke"):
+        get_experiment("smok")
+
+
+def test_flatten_and_nest_are_inverse():
+    d = {"train": {"lr": 1e-4, "seq_len": 64}, "seed": 3, "eval.benchmarks": ["boolq"]}
+    assert flatten(d) == {"train.lr": 1e-4, "train.seq_len": 64, "seed": 3, "eval.benchmarks": ["boolq"]}
+    assert nest(flatten(d)) == {"train": {"lr": 1e-4, "seq_len": 64}, "seed": 3, "eval": {"benchmarks": ["boolq"]}}
+
+
+def test_a_run_config_survives_the_trip_to_a_job_with_its_id(tmp_path):
+    for run in expand(get_experiment("quickstart")) + expand(get_experiment("smoke")):
+        assert run_id(config_from_dicts([to_dict(run.cfg)])) == run.run_id  # what a SLURM job receives
+        (tmp_path / "config.yaml").write_text(to_yaml(run.cfg))
+        assert run_id(from_run_dir(tmp_path)) == run.run_id  # what a local process reads
