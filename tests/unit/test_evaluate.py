@@ -1,0 +1,100 @@
+"""The paper's answer extraction (cases that trip naive code) and batched left-padded generation."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grass.evaluate import extract_keyword, extract_letter, extract_number, generate, numbers_match, score
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, two OpenMP threads competing with other
+    processes make tiny-model generation ~50x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The total is 1,234.5 dollars.", 1234.5),
+    ("She pays $12 in total.", 12.0),
+    ("The temperature drops to -3 degrees.", -3.0),
+    ("3 + 4 = 7. The answer is 12.0", 12.0),
+    ("The answer is 12.", 12.0),                     # a sentence-final period is not a decimal point
+    ("First 5 apples, then 6, so 11 in all", 11.0),  # several numbers: the last one
+    ("From 3-4 we get", 4.0),                        # a hyphen between numbers is not a minus sign
+    ("1,000,000 people", 1_000_000.0),
+    ("€7.50 each", 7.5),
+    ("I do not know.", None),
+    ("", None),
+])
+def test_extract_number(text, expected):
+    assert extract_number(text) == expected
+
+
+def test_numbers_match_with_tolerance():
+    assert numbers_match(12.0, "12") and numbers_match(12.0, "12.0") and numbers_match(1234.5, "1,234.5")
+    assert numbers_match(0.3333, "0.333") and not numbers_match(12.01, "12")
+    assert not numbers_match(None, "12") and not numbers_match(3.0, "abc")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("(C)", "C"),
+    ("The answer is (D).", "D"),
+    ("The answer is B", "B"),
+    ("the answer is: e", "E"),
+    ("Options (A) 1 (B) 2 ... so the answer is (C).", "C"),   # the stated answer, not the first option
+    ("Between (A) and (B), (B) is right", "B"),
+    ("C) 23.65", "C"),
+    ("A train leaves at 5 pm", None),                        # the article 'A' is not an option
+    ("no idea", None),
+])
+def test_extract_letter(text, expected):
+    assert extract_letter(text) == expected
+
+
+@pytest.mark.parametrize("text, keywords, expected", [
+    ("the correct answer is solution2", ["solution1", "solution2"], "solution2"),
+    ("The correct answer is True", ["true", "false"], "true"),
+    ("answer3, not answer1", ["answer1", "answer2", "answer3"], "answer3"),  # the first keyword given
+    ("ending4", ["ending1", "ending2", "ending3", "ending4"], "ending4"),
+    ("option22", ["option1", "option2"], None),                              # whole words only
+    ("I think it is untrue", ["true", "false"], None),
+    ("nothing here", ["option1", "option2"], None),
+])
+def test_extract_keyword(text, keywords, expected):
+    assert extract_keyword(text, keywords) == expected
+
+
+def test_score_by_benchmark_kind():
+    piqa = {"instruction": "Q\n\nAnswer format: solution1/solution2", "answer": "solution1"}
+    assert score("piqa", "the correct answer is solution1", piqa) == (True, "solution1")
+    assert score("piqa", "solution2", piqa)[0] is False
+    assert score("gsm8k", "so 18 dollars. The answer is 18.", {"answer": "18.0"}) == (True, 18.0)
+    assert score("aqua", "The answer is (A).", {"answer": "A"}) == (True, "A")
+
+
+def test_batched_left_padded_generation_equals_one_by_one(one_thread):
+    """Left padding + attention mask: each prompt's greedy response is the same in any batch."""
+    from grass.models import load_model
+
+    torch.manual_seed(0)
+    model, tok = load_model("tiny-llama")
+    model.train()
+    exs = [{"instruction": "Hi", "input": ""}, {"instruction": "A much longer instruction with many words."},
+           {"instruction": "Mid length", "input": "with input"}]
+    batched = generate(model, tok, exs, batch_size=3, max_new_tokens=5, device="cpu")
+    single = [generate(model, tok, [e], batch_size=1, max_new_tokens=5, device="cpu")[0] for e in exs]
+    assert batched == single
+    assert tok.padding_side == "right"
+
+
+def test_prompts_longer_than_the_context_are_cut(one_thread):
+    """tiny-gpt2 has 1,024 learned positions; a longer prompt must not index past them."""
+    from grass.models import load_model
+
+    model, tok = load_model("tiny-gpt2")
+    out = generate(model, tok, [{"instruction": "word " * 300}], batch_size=1, max_new_tokens=3, device="cpu")
+    assert isinstance(out[0], str)
