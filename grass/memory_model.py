@@ -1,0 +1,595 @@
+"""Memory model: predicted bytes of a fine-tuning run from the model's config alone (no weights).
+
+``predict(model, method, ...)`` returns weights, gradients, optimizer state (on the device and in
+host memory), activations and their total for ``full``, ``lora``, ``dora``, ``lisa`` and ``grass``.
+docs/memory.md states every formula; in short:
+
+* Parameters are counted exactly from the architecture (LLaMA / Mistral / Qwen2 / Qwen3, Gemma 1-3,
+  GPT-2: biases, norms, tied embeddings), LoRA/DoRA adapters exactly as PEFT creates them for
+  ``target_modules="all-linear"`` (every decoder linear, not the LM head: A ``r x in``, B
+  ``out x r``, DoRA magnitude ``out``; always fp32, PEFT's ``autocast_adapter_dtype``).
+* Weights, gradients and optimizer state are what :func:`grass.measure.byte_accounting` reports
+  in a real run, peak over update steps as ``grass.train`` records them (after
+  ``optimizer.step()``, before ``zero_grad``): exact, not estimates (tests/unit/test_memory_model.py).
+  ``torch.optim.AdamW``: ``exp_avg`` + ``exp_avg_sq`` in the parameter's dtype, created at a
+  parameter's first update, plus a 4-byte float32 ``step`` tensor per parameter tensor (on the
+  host on CUDA). The offload engine (:mod:`grass.method.offload`): one fp32 buffer per unit,
+  ``2N + M`` floats (M = fp32 master copies of bf16 weights), allocated for every unit at
+  construction, plus the 4-byte steps; on CUDA two layer-sized staging slots (+ one for the
+  embeddings/head when larger) are on the device and the rest in pinned host memory.
+* Activations are an analytic estimate (bytes saved for backward per token and layer, plus the
+  fp32 log-softmax peak of the loss); see :func:`activation_bytes` and docs/memory.md.
+
+:class:`ActivationTracker` measures the same quantity on any device (live tensor bytes created
+inside a forward+backward, parameters and gradients excluded), so the estimate is checked on a CPU.
+"""
+from __future__ import annotations
+
+import json
+import weakref
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from grass.errors import GrassError
+from grass.memory_presets import ALIASES, PRESETS
+
+GIB = 1024 ** 3
+METHODS = ("full", "lora", "dora", "lisa", "grass")
+PRECISIONS = ("fp32", "bf16")
+STATE_POLICIES = ("reset", "keep", "offload")
+DEFAULT_POLICY = {"lisa": "reset", "grass": "offload"}
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
+GEMMA_LIKE = ("gemma", "gemma2", "gemma3_text")
+GPT2_LIKE = ("gpt2",)
+F32 = 4
+
+
+# ---------------------------------------------------------------------------------------- configs
+def model_names() -> list[str]:
+    """Names :func:`resolve_config` knows without a path: presets, GGUF models and tiny test models."""
+    from grass.models import TINY_MODELS
+
+    return [*PRESETS, *TINY_MODELS]
+
+
+def _config_from_dict(d: dict):
+    from transformers import AutoConfig
+
+    d = dict(d)
+    mt = d.pop("model_type", None)
+    if mt is None:
+        raise GrassError("config has no 'model_type'; give a config.json written by transformers")
+    try:
+        return AutoConfig.for_model(mt, **d)
+    except (ValueError, KeyError) as e:
+        raise GrassError(f"cannot build a config of model_type '{mt}': {str(e).splitlines()[0]}") from None
+
+
+def resolve_config(name: str, cache_dir: str | None = None):
+    """An HF config object for a preset, tiny model, GGUF model key, local folder / config.json, or HF id.
+
+    ``smollm2-135m`` / ``gemma3-270m`` read the converted cache's ``config.json`` when present
+    (exactly what a run loads), else their typed-in preset. Never loads weights.
+
+    Raises:
+        GrassError: unknown name (the message lists the valid names) or unreadable config.
+    """
+    from grass.models import TINY_MODELS, cache_root, tiny_config
+
+    key = ALIASES.get(name.lower(), name.lower())
+    if name in TINY_MODELS:
+        return tiny_config(name)
+    if key in ("smollm2-135m", "gemma3-270m"):
+        cached = cache_root(cache_dir) / "models" / key / "config.json"
+        if cached.is_file():
+            return _config_from_dict(json.loads(cached.read_text()))
+    if key in PRESETS:
+        return _config_from_dict(PRESETS[key])
+    p = Path(name).expanduser()
+    if p.is_dir() and (p / "config.json").is_file():
+        p = p / "config.json"
+    if p.is_file():
+        try:
+            return _config_from_dict(json.loads(p.read_text()))
+        except json.JSONDecodeError as e:
+            raise GrassError(f"'{p}' is not valid JSON: {e}") from None
+    if "/" in name and not name.startswith((".", "/", "~")):
+        try:  # an HF id: only config.json is fetched (needs the hub)
+            from transformers import AutoConfig
+
+            return AutoConfig.from_pretrained(name)
+        except Exception as e:  # noqa: BLE001 - any hub/network failure is the user's to fix
+            raise GrassError(f"cannot read the config of '{name}': {str(e).splitlines()[0]}") from None
+    raise GrassError(f"unknown model '{name}': give a local folder or config.json, an HF id (org/name), "
+                     f"or one of {', '.join(model_names())}")
+
+
+# ----------------------------------------------------------------------------------- architecture
+@dataclass(frozen=True)
+class Arch:
+    """The shape facts of a decoder LM that memory depends on."""
+
+    family: str  # llama | gemma | gpt2
+    model_type: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied: bool
+    positions: int = 0  # GPT-2's learned position embeddings
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    norms_per_layer: int = 2
+    qk_norm: bool = False
+    sliding_window: int = 0
+    n_sliding: int = 0  # layers that attend through a sliding-window mask
+    rope_sets: int = 1  # Gemma 3 has a local and a global RoPE table
+    dropout: float = 0.0  # GPT-2's attention / residual / embedding dropout in training
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+
+def arch_from_config(cfg) -> Arch:
+    """Normalize an HF config (text part of a multimodal one) into an :class:`Arch`.
+
+    Raises:
+        GrassError: an architecture family the model does not describe.
+    """
+    if hasattr(cfg, "get_text_config"):
+        cfg = cfg.get_text_config()
+    mt = cfg.model_type
+    tied = bool(getattr(cfg, "tie_word_embeddings", True))
+    if mt in GPT2_LIKE:
+        h = cfg.n_embd
+        return Arch("gpt2", mt, h, cfg.n_layer, cfg.n_head, cfg.n_head, h // cfg.n_head, cfg.n_inner or 4 * h,
+                    cfg.vocab_size, tied, positions=cfg.n_positions, qkv_bias=True, o_bias=True, mlp_bias=True,
+                    dropout=float(max(cfg.attn_pdrop, cfg.resid_pdrop, cfg.embd_pdrop)))
+    if mt in LLAMA_LIKE or mt in GEMMA_LIKE:
+        h, nh = cfg.hidden_size, cfg.num_attention_heads
+        nkv = getattr(cfg, "num_key_value_heads", None) or nh
+        hd = getattr(cfg, "head_dim", None) or h // nh
+        attn_bias = bool(getattr(cfg, "attention_bias", False))
+        qkv_bias, o_bias = (True, False) if mt == "qwen2" else (attn_bias, attn_bias)
+        types = list(getattr(cfg, "layer_types", None) or [])
+        window = getattr(cfg, "sliding_window", None) or 0
+        n_sliding = sum(t == "sliding_attention" for t in types) if window else 0
+        fam = "gemma" if mt in GEMMA_LIKE else "llama"
+        return Arch(fam, mt, h, cfg.num_hidden_layers, nh, nkv, hd, cfg.intermediate_size, cfg.vocab_size, tied,
+                    qkv_bias=qkv_bias, o_bias=o_bias, mlp_bias=bool(getattr(cfg, "mlp_bias", False)),
+                    norms_per_layer=2 if mt in ("gemma", *LLAMA_LIKE) else 4,
+                    qk_norm=mt in ("qwen3", "gemma3_text"), sliding_window=window, n_sliding=n_sliding,
+                    rope_sets=2 if mt == "gemma3_text" else 1)
+    raise GrassError(f"the memory model does not know model_type '{mt}'; supported: "
+                     f"{', '.join(LLAMA_LIKE + GEMMA_LIKE + GPT2_LIKE)}")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One parameter tensor: ``linear=(in, out)`` marks a weight that ``all-linear`` LoRA adapts."""
+
+    name: str
+    numel: int
+    linear: tuple[int, int] | None = None
+
+
+def _lin(name: str, n_in: int, n_out: int, bias: bool) -> list[Tensor]:
+    return [Tensor(name, n_in * n_out, (n_in, n_out))] + ([Tensor(name + ".bias", n_out)] if bias else [])
+
+
+def param_tensors(arch: Arch) -> dict[str, list[Tensor]]:
+    """Parameter tensors by unit: ``embed`` (input + position embeddings), ``layer`` (ONE decoder
+    block; all blocks are alike), ``head`` (final norm and an untied LM head), as
+    :func:`grass.layers.find_layers` splits them."""
+    h, i, a = arch.hidden, arch.intermediate, arch
+    embed = [Tensor("embed", a.vocab * h)]
+    if a.family == "gpt2":
+        embed.append(Tensor("wpe", a.positions * h))
+        layer = [Tensor("ln_1.weight", h), Tensor("ln_1.bias", h), *_lin("c_attn", h, 3 * h, True),
+                 *_lin("attn.c_proj", h, h, True), Tensor("ln_2.weight", h), Tensor("ln_2.bias", h),
+                 *_lin("c_fc", h, i, True), *_lin("mlp.c_proj", i, h, True)]
+        head = [Tensor("ln_f.weight", h), Tensor("ln_f.bias", h)]
+    else:
+        layer = [*_lin("q_proj", h, a.q_dim, a.qkv_bias), *_lin("k_proj", h, a.kv_dim, a.qkv_bias),
+                 *_lin("v_proj", h, a.kv_dim, a.qkv_bias), *_lin("o_proj", a.q_dim, h, a.o_bias),
+                 *_lin("gate_proj", h, i, a.mlp_bias), *_lin("up_proj", h, i, a.mlp_bias),
+                 *_lin("down_proj", i, h, a.mlp_bias)]
+        layer += [Tensor(f"norm{k}", h) for k in range(a.norms_per_layer)]
+        if a.qk_norm:
+            layer += [Tensor("q_norm", a.head_dim), Tensor("k_norm", a.head_dim)]
+        head = [Tensor("norm", h)]
+    if not a.tied:
+        head.append(Tensor("lm_head", a.vocab * h))
+    return {"embed": embed, "layer": layer, "head": head}
+
+
+def adapter_tensors(arch: Arch, rank: int = 8, dora: bool = False) -> list[Tensor]:
+    """LoRA (DoRA) tensors PEFT adds to ONE decoder block for ``target_modules='all-linear'``."""
+    out = []
+    for t in param_tensors(arch)["layer"]:
+        if t.linear:
+            n_in, n_out = t.linear
+            out += [Tensor(t.name + ".lora_A", rank * n_in), Tensor(t.name + ".lora_B", n_out * rank)]
+            if dora:
+                out.append(Tensor(t.name + ".lora_magnitude_vector", n_out))
+    return out
+
+
+def count_params(arch: Arch) -> int:
+    """Distinct parameters of the base model (tied weights once)."""
+    p = param_tensors(arch)
+    return sum(t.numel for t in p["embed"] + p["head"]) + arch.layers * sum(t.numel for t in p["layer"])
+
+
+# ------------------------------------------------------------------------------------ activations
+def _layer_act(a: Arch, mode: str, w: int, s: int, masked: bool, device: str, lora: tuple[int, float]) -> float:
+    """Bytes saved for backward by ONE decoder block, per token (see docs/memory.md).
+
+    Args:
+        mode: ``train`` (weights trainable), ``frozen`` (weights frozen, gradient flows through),
+            ``lora`` / ``dora`` (frozen base + adapters on every linear), ``none`` (no gradient).
+        w: bytes per element of the weights/activations (4 fp32, 2 bf16).
+        s: sequence length; masked: the attention gets a mask (padding or a sliding window),
+            so SDPA saves a float copy of it and GQA keys/values are repeated to every head.
+        device: ``cpu`` | ``cuda`` (dropout masks: float on CPU, 1 byte on CUDA; GPT-2's
+            attention dropout takes the math path on CPU).
+        lora: ``(rank, dropout)``.
+    """
+    if mode == "none":
+        return 0.0
+    h, i, q, kv, nh = a.hidden, a.intermediate, a.q_dim, a.kv_dim, a.heads
+    train = mode == "train"
+    mask_b = w if device == "cpu" else 1  # a dropout mask element
+    if a.family == "gpt2":
+        attn_drop = a.dropout > 0
+        b = 2 * (w * h + 8) + w * (3 * h + h) + 4 * w * i  # LN x/mean/rstd, qkv (one tensor), out, GELU(new)
+        if device == "cpu" and attn_drop:  # CPU SDPA with dropout: math path keeps softmax, mask, dropped probs
+            b += nh * s * (3 * w if w == F32 else 13.5)  # bf16: measured (fp32 softmax kept as well)
+        else:
+            b += 4 * nh + (w * s if masked else 0)
+        b += 2 * h * mask_b if attn_drop else 0  # residual dropout masks
+        if train:
+            b += w * (2 * h + i)  # inputs of c_attn, c_fc, mlp.c_proj
+    else:
+        kvs = q if (masked and kv != q) else kv  # repeat_kv copies when a mask is passed to SDPA
+        attn = w * (2 * q + 2 * kvs) + F32 * nh + (w * s if masked else 0)  # q, k (RoPE'd), v, out; lse; mask
+        norm_frozen = F32 * h + F32  # x upcast to fp32 (x itself in fp32) + rsqrt
+        norm_train = w * h if a.family == "llama" else F32 * h  # normalized x kept for the weight's grad
+        b = a.norms_per_layer * norm_frozen + attn + 3 * w * i  # gate, act(gate), up
+        if a.qk_norm:
+            b += F32 * (q + kv) + F32 * (nh + a.kv_heads)
+            if train:
+                b += (w if a.family == "llama" else F32) * (q + kv)
+        if train:
+            b += a.norms_per_layer * norm_train + 2 * w * h + w * i  # linear inputs: 2 norm outputs, act*up
+    if mode in ("lora", "dora"):
+        rank, p = lora
+        ins = [t.linear[0] for t in param_tensors(a)["layer"] if t.linear]
+        outs = [t.linear[1] for t in param_tensors(a)["layer"] if t.linear]
+        if p > 0:  # each adapter: dropout(x cast to fp32) kept for lora_A, its mask, lora_A's output
+            b += sum(n * (F32 + (F32 if device == "cpu" else 1)) for n in ins) + F32 * rank * len(ins)
+        else:  # no dropout: lora_A keeps its (fp32-cast) input; in fp32 the block's own tensors are shared
+            b += (F32 * sum(ins) if w != F32 else F32 * (2 * h + i)) + F32 * rank * len(ins)
+        if mode == "dora":  # (m/||W||-1) * base_out + m/||W|| * lora_out keep both outputs, fp32
+            b += 2 * F32 * sum(outs)
+    return float(b)
+
+
+def _layer_const(a: Arch, mode: str, w: int) -> int:
+    """Per-block bytes that do not scale with tokens: DoRA on bf16 weights keeps an fp32 copy of
+    every base weight (``weight.to(x.dtype)`` feeds ``F.linear`` and is saved for the input grad)."""
+    if mode == "dora" and w != F32:
+        return F32 * sum(t.numel for t in param_tensors(a)["layer"] if t.linear)
+    return 0
+
+
+def activation_bytes(a: Arch, modes: list[str], *, w: int, seq_len: int, batch: int, grad_ckpt: bool,
+                     head_trainable: bool, norm_trainable: bool, padded: bool = True, device: str = "cuda",
+                     lora: tuple[int, float] = (8, 0.05)) -> dict[str, int]:
+    """Peak bytes of activations during one forward+backward (parameters and gradients excluded).
+
+    ``peak = sum_l saved_l * T + final_norm * T + rope + max(12 V T, T_block)`` with ``T = batch *
+    seq_len`` tokens: every block's saved tensors are alive when backward starts, and the loss's
+    backward holds three fp32 ``[T, V]`` tensors at once (log-softmax output, its gradient, the
+    logits' gradient). With gradient checkpointing a block keeps only its input (``w*h`` per token)
+    and one block is recomputed at a time during backward.
+
+    Args:
+        modes: one mode per decoder block (see :func:`_layer_act`).
+        head_trainable: the LM head weight gets a gradient; norm_trainable: the final norm does.
+
+    Returns:
+        ``{"layers", "head", "loss", "peak"}`` in bytes.
+    """
+    h, s, toks = a.hidden, seq_len, batch * seq_len
+    sliding_masked = a.sliding_window and s > a.sliding_window
+    per_layer = []
+    for k, m in enumerate(modes):
+        masked = padded or (sliding_masked and k < a.n_sliding)
+        per_layer.append(_layer_act(a, m, w, s, bool(masked), device, lora) * toks + _layer_const(a, m, w))
+    t_block = 2 * w * h * toks  # backward temporaries of one block (gradients of its input/output)
+    if grad_ckpt:
+        layers = sum(w * h * toks for m in modes if m != "none")
+        recompute = max(per_layer) + t_block
+    else:
+        layers = sum(per_layer)
+        recompute = t_block
+    if a.family == "gpt2":
+        head = (w * h + 8 + (w * h if head_trainable else 0)) * toks
+        head += h * (w if device == "cpu" else 1) * toks if a.dropout > 0 else 0  # embedding dropout mask
+    else:
+        head = (F32 * h + F32) * toks
+        head += (w * h if a.family == "llama" else F32 * h) * toks if norm_trainable else 0
+        head += w * h * toks if head_trainable else 0
+        head += a.rope_sets * 2 * s * a.head_dim * w  # cos, sin: [1, s, head_dim]
+    loss = 3 * F32 * a.vocab * toks
+    return {"layers": int(layers), "head": int(head), "loss": int(loss),
+            "peak": int(layers + head + max(loss, recompute))}
+
+
+# -------------------------------------------------------------------------------------- optimizer
+def _adamw(sizes: list[tuple[int, int]], device: str) -> tuple[int, int]:
+    """``torch.optim.AdamW`` state of tensors ``(numel, bytes per element)``: ``(device, host)`` bytes.
+
+    ``exp_avg`` and ``exp_avg_sq`` share the parameter's dtype and device; ``step`` is a float32
+    CPU tensor (not capturable, not fused), so it is host memory when training on CUDA.
+    """
+    moments = sum(2 * n * e for n, e in sizes)
+    steps = F32 * len(sizes)
+    return (moments, steps) if device != "cpu" else (moments + steps, 0)
+
+
+def _offload(units: list[tuple[list[Tensor], bool]], w: int, device: str, offload_embeddings: bool) -> tuple[int, int]:
+    """:class:`grass.method.offload.LayerwiseOffloadAdamW` state: ``(device, host)`` bytes.
+
+    Every unit owns ``2N + M`` fp32 (M = N for bf16 weights: the fp32 master copy), allocated at
+    construction; steps are 4 bytes per tensor in host memory. CPU: nothing is offloaded, all
+    counts as device. CUDA: staged units live in pinned host memory and pass through two staging
+    slots sized to the largest layer (plus one for the embeddings/head when those are larger).
+    """
+    sizes = [(2 * sum(t.numel for t in ts) + (sum(t.numel for t in ts) if w != F32 else 0), emb, len(ts))
+             for ts, emb in units]
+    steps = F32 * sum(n for _, _, n in sizes)
+    total = F32 * sum(z for z, _, _ in sizes)
+    if device == "cpu":
+        return total + steps, 0
+    staged = [(z, emb) for z, emb, _ in sizes if offload_embeddings or not emb]
+    resident = sum(z for z, emb, _ in sizes if not (offload_embeddings or not emb))
+    live = [(z, emb) for z, emb in staged if z > 0]
+    cap_layer = max((z for z, emb in live if not emb), default=0)
+    cap_emb = max((z for z, emb in live if emb), default=0)
+    caps = [] if not live else ([cap_layer] * 2 if cap_layer else [cap_emb] * 2)
+    if cap_layer and cap_emb > cap_layer:
+        caps.append(cap_emb)
+    return F32 * (sum(caps) + resident), F32 * sum(z for z, _ in staged) + steps
+
+
+# ------------------------------------------------------------------------------------- prediction
+@dataclass
+class Prediction:
+    """Predicted memory of one configuration, in bytes (``gib()`` for GiB).
+
+    ``grads`` and ``optimizer_*`` are peaks over update steps as :mod:`grass.train` records them;
+    ``activations`` is the forward+backward peak estimate; ``total`` = weights + grads +
+    optimizer_device + activations (for GRASS the larger of the probe and the update phase), a
+    slight over-estimate since the gradients of full fine-tuning grow while activations are freed.
+    """
+
+    model: str
+    method: str
+    label: str
+    precision: str
+    seq_len: int
+    batch: int
+    grad_ckpt: bool
+    n_active_layers: int | None
+    state_policy: str | None
+    device: str
+    params: int
+    trainable_params: int
+    weights: int
+    grads: int
+    optimizer_device: int
+    optimizer_host: int
+    activations: int
+    total: int
+    details: dict = field(default_factory=dict)
+
+    BYTE_FIELDS = ("weights", "grads", "optimizer_device", "optimizer_host", "activations", "total")
+
+    def gib(self) -> dict[str, float]:
+        return {k: getattr(self, k) / GIB for k in self.BYTE_FIELDS}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["gib"] = {k: round(v, 4) for k, v in self.gib().items()}
+        return d
+
+
+def _bytes(ts: list[Tensor], e: int) -> int:
+    return sum(t.numel for t in ts) * e
+
+
+def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024, batch: int = 4,
+            grad_ckpt: bool = False, n_active_layers: int = 2, state_policy: str | None = None,
+            offload: bool | None = None, device: str = "cuda", lora_rank: int = 8, lora_dropout: float = 0.05,
+            train_embeddings: bool = True, train_head: bool = True, visited_layers: int | None = None,
+            offload_embeddings: bool = True, padded: bool = True, cache_dir: str | None = None) -> Prediction:
+    """Predict the memory of fine-tuning ``model`` with ``method`` (no weights are loaded).
+
+    Args:
+        model: a name for :func:`resolve_config`, an HF config object, or an :class:`Arch`.
+        method: full | lora | dora | lisa | grass.
+        precision: ``fp32`` (fp32 weights) or ``bf16`` (bf16 weights, ``model.dtype=bfloat16``;
+            torch AdamW then keeps bf16 moments, the offload engine fp32 moments + fp32 master).
+        seq_len, batch: tokens per micro-batch (padded batches assumed, as training batches are).
+        grad_ckpt: gradient checkpointing of every decoder block.
+        n_active_layers: gamma of lisa / grass.
+        state_policy: reset | keep | offload (lisa/grass; default: lisa reset, grass offload);
+            ``offload=True/False`` is a shorthand (False means reset).
+        device: cuda (planning) or cpu (what a CPU run measures: step counters and offload split).
+        lora_rank, lora_dropout: the adapters (all-linear targets).
+        train_embeddings, train_head: the layer-wise methods' always-trained pieces.
+        visited_layers: for ``keep``, how many distinct layers were ever active (default: all, the
+            worst case the state grows to).
+        offload_embeddings: the offload engine streams embeddings/head state too.
+
+    Raises:
+        GrassError: unknown method / precision / policy, or gamma out of range.
+    """
+    if method not in METHODS:
+        raise GrassError(f"unknown method '{method}'; valid methods: {', '.join(METHODS)}, all")
+    if precision not in PRECISIONS:
+        raise GrassError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
+    if isinstance(model, Arch):
+        arch, name = model, model.model_type
+    else:
+        cfg = resolve_config(model, cache_dir) if isinstance(model, str) else model
+        arch, name = arch_from_config(cfg), model if isinstance(model, str) else cfg.model_type
+    w = F32 if precision == "fp32" else 2
+    P, L = param_tensors(arch), arch.layers
+    layer_sz = [(t.numel, w) for t in P["layer"]]
+    n_params = count_params(arch)
+    weights = n_params * w
+    act_kw = dict(w=w, seq_len=seq_len, batch=batch, grad_ckpt=grad_ckpt, padded=padded, device=device,
+                  lora=(lora_rank, lora_dropout))
+    details: dict = {"arch": asdict(arch), "layer_params": sum(t.numel for t in P["layer"]),
+                     "embed_params": sum(t.numel for t in P["embed"]), "head_params": sum(t.numel for t in P["head"])}
+    gamma, policy, label = None, None, method
+    if method == "full":
+        sizes = [(t.numel, w) for t in P["embed"] + P["head"]] + layer_sz * L
+        trainable, grads = n_params, weights
+        opt = _adamw(sizes, device)
+        act = activation_bytes(arch, ["train"] * L, head_trainable=True, norm_trainable=True, **act_kw)
+    elif method in ("lora", "dora"):
+        ad = adapter_tensors(arch, lora_rank, method == "dora")
+        trainable = L * sum(t.numel for t in ad)
+        weights += F32 * trainable  # PEFT keeps adapters in fp32 even on bf16 weights
+        grads = F32 * trainable
+        opt = _adamw([(t.numel, F32) for t in ad] * L, device)
+        act = activation_bytes(arch, [method] * L, head_trainable=False, norm_trainable=False, **act_kw)
+        details["adapter_params_per_layer"] = sum(t.numel for t in ad)
+    else:
+        gamma = n_active_layers
+        if not 1 <= gamma <= L:
+            raise GrassError(f"n_active_layers={gamma} must be between 1 and the model's {L} layers")
+        policy = "offload" if offload else ("reset" if offload is False and state_policy is None else None)
+        policy = state_policy or policy or DEFAULT_POLICY[method]
+        if policy not in STATE_POLICIES:
+            raise GrassError(f"unknown state policy '{policy}'; valid: {', '.join(STATE_POLICIES)}")
+        label = f"{method} ({policy})"
+        always = (P["embed"] if train_embeddings else []) + (P["head"] if train_head else [])
+        layer_b = _bytes(P["layer"], w)
+        trainable = sum(t.numel for t in always) + gamma * sum(t.numel for t in P["layer"])
+        grads = _bytes(always, w) + gamma * layer_b
+        if policy == "offload":
+            units = ([(P["embed"], True)] if train_embeddings else []) + [(P["layer"], False)] * L
+            units += [(P["head"], True)] if train_head else []
+            opt = _offload(units, w, device, offload_embeddings)
+        else:
+            n_state = gamma if policy == "reset" else min(L, max(gamma, visited_layers or L))
+            opt = _adamw([(t.numel, w) for t in always] + layer_sz * n_state, device)
+            details["layers_with_state"] = n_state
+        head_tr = (train_head if not arch.tied else train_embeddings) if arch.family != "gpt2" else train_embeddings
+        act = activation_bytes(arch, ["train"] * gamma + ["frozen"] * (L - gamma), head_trainable=head_tr,
+                               norm_trainable=train_head, **act_kw)
+        if method == "grass":  # probe: every block trainable, embeddings/head frozen, grads freed in hooks
+            probe = activation_bytes(arch, ["train"] * L, head_trainable=False, norm_trainable=False, **act_kw)
+            details["probe_activations"] = probe["peak"]
+            details["update_activations"] = act["peak"]
+            details["probe_grads_peak"] = max(t.numel for t in P["layer"]) * w
+            details["probe_total"] = weights + details["probe_grads_peak"] + opt[0] + probe["peak"]
+            if probe["peak"] > act["peak"]:
+                act = dict(probe, phase="probe")
+        details["layer_grads"] = layer_b
+    activations = act["peak"]
+    total = weights + grads + opt[0] + activations
+    if method == "grass":
+        total = max(weights + grads + opt[0] + details["update_activations"], details["probe_total"])
+    details["activation_parts"] = {k: v for k, v in act.items() if k != "peak"}
+    return Prediction(model=name, method=method, label=label, precision=precision, seq_len=seq_len, batch=batch,
+                      grad_ckpt=grad_ckpt, n_active_layers=gamma, state_policy=policy, device=device,
+                      params=n_params + (trainable if method in ("lora", "dora") else 0),
+                      trainable_params=trainable, weights=weights, grads=grads, optimizer_device=opt[0],
+                      optimizer_host=opt[1], activations=activations, total=total, details=details)
+
+
+def predict_all(model, **kw) -> list[Prediction]:
+    """Every method: full, lora, dora, lisa (reset), grass (offload) and grass (reset)."""
+    kw = {k: v for k, v in kw.items() if k not in ("offload", "state_policy")}
+    return [predict(model, "full", **kw), predict(model, "lora", **kw), predict(model, "dora", **kw),
+            predict(model, "lisa", **kw), predict(model, "grass", state_policy="offload", **kw),
+            predict(model, "grass", state_policy="reset", **kw)]
+
+
+# -------------------------------------------------------------------------------------- measuring
+class ActivationTracker:
+    """Peak bytes of tensors created while active, parameters, buffers and gradients excluded.
+
+    A ``TorchDispatchMode`` sees every tensor an operator returns; a weak reference to its storage
+    says when the storage is freed. Works on any device, so the activation estimate can be checked
+    on a CPU. Use: ``with ActivationTracker(model) as t: loss.backward()...``; then ``t.peak``.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        tracker = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                tracker._track(out)
+                return out
+
+        self._mode = _Mode()
+        self._skip = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+        self._live: dict[int, int] = {}
+        self.current = 0
+        self.peak = 0
+        self._hooks = [p.register_post_accumulate_grad_hook(self._grad_ready)
+                       for p in model.parameters() if p.requires_grad]
+
+    def _grad_ready(self, p: torch.Tensor) -> None:  # a gradient is not an activation
+        if p.grad is not None:
+            key = p.grad.untyped_storage().data_ptr()
+            self.current -= self._live.pop(key, 0)
+            self._skip.add(key)
+
+    def _free(self, key: int) -> None:
+        self.current -= self._live.pop(key, 0)
+
+    def _track(self, out) -> None:
+        from torch.utils._pytree import tree_flatten
+
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+                continue
+            st = t.untyped_storage()
+            key = st.data_ptr()
+            if key == 0 or key in self._live or key in self._skip:
+                continue
+            self._live[key] = st.nbytes()
+            self.current += st.nbytes()
+            self.peak = max(self.peak, self.current)
+            weakref.finalize(st, self._free, key)
+
+    def __enter__(self) -> "ActivationTracker":
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
+        for h in self._hooks:
+            h.remove()
