@@ -150,10 +150,12 @@ class Collection:
             marked = self.runs["state"].ne("ok").sum()
             return (f"† {marked} run(s) that failed, are unfinished or come from a dirty tree are included."
                     if marked else "")
+        dirty = int(self.runs["state"].eq("dirty").sum())
+        note = f"† {dirty} run(s) come from a git tree with uncommitted changes." if dirty else ""
         if not self.excluded:
-            return ""
+            return note
         parts = ", ".join(f"{n} {EXCLUDED_STATES[s]}" for s, n in self.excluded.items())
-        return f"Left out: {parts} (use --include-unfinished to include them)."
+        return f"Left out: {parts} (use --include-unfinished to include them). {note}".strip()
 
 
 def experiment_dir(experiment: str, runs_dir: str | Path | None = None) -> Path:

@@ -75,7 +75,8 @@ class EvalConfig:
     benchmarks: list = _f([], "benchmarks to evaluate after training (see `grass data list`)")
     limit: Optional[int] = _f(None, "evaluate at most this many items per benchmark")
     batch_size: int = _f(16, "generation batch size")
-    max_new_tokens: int = _f(32, "greedy generation budget per item")
+    max_new_tokens: Optional[int] = _f(None, "greedy generation budget per item (default: 32 for multiple "
+                                              "choice, 256 for arithmetic)")
     lm_eval: bool = _f(False, "also evaluate through lm-eval (log-likelihood multiple choice)")
 
 
