@@ -20,19 +20,18 @@ docs/memory.md states every formula; in short:
 * Activations are an analytic estimate (bytes saved for backward per token and layer, plus the
   fp32 log-softmax peak of the loss); see :func:`activation_bytes` and docs/memory.md.
 
-:class:`ActivationTracker` measures the same quantity on any device (live tensor bytes created
+:class:`grass.memory_tracker.ActivationTracker` measures the same quantity on any device (live tensor bytes created
 inside a forward+backward, parameters and gradients excluded), so the estimate is checked on a CPU.
 """
 from __future__ import annotations
 
 import json
-import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
 
 from grass.errors import GrassError
+from grass.memory_activations import activation_bytes
 from grass.memory_presets import ALIASES, PRESETS
 
 GIB = 1024 ** 3
@@ -232,113 +231,6 @@ def count_params(arch: Arch) -> int:
     return sum(t.numel for t in p["embed"] + p["head"]) + arch.layers * sum(t.numel for t in p["layer"])
 
 
-# ------------------------------------------------------------------------------------ activations
-def _layer_act(a: Arch, mode: str, w: int, s: int, masked: bool, device: str, lora: tuple[int, float]) -> float:
-    """Bytes saved for backward by ONE decoder block, per token (see docs/memory.md).
-
-    Args:
-        mode: ``train`` (weights trainable), ``frozen`` (weights frozen, gradient flows through),
-            ``lora`` / ``dora`` (frozen base + adapters on every linear), ``none`` (no gradient).
-        w: bytes per element of the weights/activations (4 fp32, 2 bf16).
-        s: sequence length; masked: the attention gets a mask (padding or a sliding window),
-            so SDPA saves a float copy of it and GQA keys/values are repeated to every head.
-        device: ``cpu`` | ``cuda`` (dropout masks: float on CPU, 1 byte on CUDA; GPT-2's
-            attention dropout takes the math path on CPU).
-        lora: ``(rank, dropout)``.
-    """
-    if mode == "none":
-        return 0.0
-    h, i, q, kv, nh = a.hidden, a.intermediate, a.q_dim, a.kv_dim, a.heads
-    train = mode == "train"
-    mask_b = w if device == "cpu" else 1  # a dropout mask element
-    if a.family == "gpt2":
-        attn_drop = a.dropout > 0
-        b = 2 * (w * h + 8) + w * (3 * h + h) + 4 * w * i  # LN x/mean/rstd, qkv (one tensor), out, GELU(new)
-        if device == "cpu" and attn_drop:  # CPU SDPA with dropout: math path keeps softmax, mask, dropped probs
-            b += nh * s * (3 * w if w == F32 else 13.5)  # bf16: measured (fp32 softmax kept as well)
-        else:
-            b += 4 * nh + (w * s if masked else 0)
-        b += 2 * h * mask_b if attn_drop else 0  # residual dropout masks
-        if train:
-            b += w * (2 * h + i)  # inputs of c_attn, c_fc, mlp.c_proj
-    else:
-        kvs = q if (masked and kv != q) else kv  # repeat_kv copies when a mask is passed to SDPA
-        attn = w * (2 * q + 2 * kvs) + F32 * nh + (w * s if masked else 0)  # q, k (RoPE'd), v, out; lse; mask
-        norm_frozen = F32 * h + F32  # x upcast to fp32 (x itself in fp32) + rsqrt
-        norm_train = w * h if a.family == "llama" else F32 * h  # normalized x kept for the weight's grad
-        b = a.norms_per_layer * norm_frozen + attn + 3 * w * i  # gate, act(gate), up
-        if a.qk_norm:
-            b += F32 * (q + kv) + F32 * (nh + a.kv_heads)
-            if train:
-                b += (w if a.family == "llama" else F32) * (q + kv)
-        if train:
-            b += a.norms_per_layer * norm_train + 2 * w * h + w * i  # linear inputs: 2 norm outputs, act*up
-    if mode in ("lora", "dora"):
-        rank, p = lora
-        ins = [t.linear[0] for t in param_tensors(a)["layer"] if t.linear]
-        outs = [t.linear[1] for t in param_tensors(a)["layer"] if t.linear]
-        if p > 0:  # each adapter: dropout(x cast to fp32) kept for lora_A, its mask, lora_A's output
-            b += sum(n * (F32 + (F32 if device == "cpu" else 1)) for n in ins) + F32 * rank * len(ins)
-        else:  # no dropout: lora_A keeps its (fp32-cast) input; in fp32 the block's own tensors are shared
-            b += (F32 * sum(ins) if w != F32 else F32 * (2 * h + i)) + F32 * rank * len(ins)
-        if mode == "dora":  # (m/||W||-1) * base_out + m/||W|| * lora_out keep both outputs, fp32
-            b += 2 * F32 * sum(outs)
-    return float(b)
-
-
-def _layer_const(a: Arch, mode: str, w: int) -> int:
-    """Per-block bytes that do not scale with tokens: DoRA on bf16 weights keeps an fp32 copy of
-    every base weight (``weight.to(x.dtype)`` feeds ``F.linear`` and is saved for the input grad)."""
-    if mode == "dora" and w != F32:
-        return F32 * sum(t.numel for t in param_tensors(a)["layer"] if t.linear)
-    return 0
-
-
-def activation_bytes(a: Arch, modes: list[str], *, w: int, seq_len: int, batch: int, grad_ckpt: bool,
-                     head_trainable: bool, norm_trainable: bool, padded: bool = True, device: str = "cuda",
-                     lora: tuple[int, float] = (8, 0.05)) -> dict[str, int]:
-    """Peak bytes of activations during one forward+backward (parameters and gradients excluded).
-
-    ``peak = sum_l saved_l * T + final_norm * T + rope + max(12 V T, T_block)`` with ``T = batch *
-    seq_len`` tokens: every block's saved tensors are alive when backward starts, and the loss's
-    backward holds three fp32 ``[T, V]`` tensors at once (log-softmax output, its gradient, the
-    logits' gradient). With gradient checkpointing a block keeps only its input (``w*h`` per token)
-    and one block is recomputed at a time during backward.
-
-    Args:
-        modes: one mode per decoder block (see :func:`_layer_act`).
-        head_trainable: the LM head weight gets a gradient; norm_trainable: the final norm does.
-
-    Returns:
-        ``{"layers", "head", "loss", "peak"}`` in bytes.
-    """
-    h, s, toks = a.hidden, seq_len, batch * seq_len
-    sliding_masked = a.sliding_window and s > a.sliding_window
-    per_layer = []
-    for k, m in enumerate(modes):
-        masked = padded or (sliding_masked and k < a.n_sliding)
-        per_layer.append(_layer_act(a, m, w, s, bool(masked), device, lora) * toks + _layer_const(a, m, w))
-    t_block = 2 * w * h * toks  # backward temporaries of one block (gradients of its input/output)
-    if grad_ckpt:
-        layers = sum(w * h * toks for m in modes if m != "none")
-        recompute = max(per_layer) + t_block
-    else:
-        layers = sum(per_layer)
-        recompute = t_block
-    if a.family == "gpt2":
-        head = (w * h + 8 + (w * h if head_trainable else 0)) * toks
-        head += h * (w if device == "cpu" else 1) * toks if a.dropout > 0 else 0  # embedding dropout mask
-    else:
-        head = (F32 * h + F32) * toks
-        head += (w * h if a.family == "llama" else F32 * h) * toks if norm_trainable else 0
-        head += w * h * toks if head_trainable else 0
-        head += a.rope_sets * 2 * s * a.head_dim * w  # cos, sin: [1, s, head_dim]
-    loss = 3 * F32 * a.vocab * toks
-    return {"layers": int(layers), "head": int(head), "loss": int(loss),
-            "peak": int(layers + head + max(loss, recompute))}
-
-
-# -------------------------------------------------------------------------------------- optimizer
 def _adamw(sizes: list[tuple[int, int]], device: str) -> tuple[int, int]:
     """``torch.optim.AdamW`` state of tensors ``(numel, bytes per element)``: ``(device, host)`` bytes.
 
@@ -471,7 +363,8 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         sizes = [(t.numel, w) for t in P["embed"] + P["head"]] + layer_sz * L
         trainable, grads = n_params, weights
         opt = _adamw(sizes, device)
-        act = activation_bytes(arch, ["train"] * L, head_trainable=True, norm_trainable=True, **act_kw)
+        act = activation_bytes(arch, ["train"] * L, head_trainable=True, norm_trainable=True, embed_trainable=True,
+                               **act_kw)
     elif method in ("lora", "dora"):
         ad = adapter_tensors(arch, lora_rank, method == "dora")
         trainable = L * sum(t.numel for t in ad)
@@ -503,7 +396,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             details["layers_with_state"] = n_state
         head_tr = (train_head if not arch.tied else train_embeddings) if arch.family != "gpt2" else train_embeddings
         act = activation_bytes(arch, ["train"] * gamma + ["frozen"] * (L - gamma), head_trainable=head_tr,
-                               norm_trainable=train_head, **act_kw)
+                               norm_trainable=train_head, embed_trainable=train_embeddings, **act_kw)
         if method == "grass":  # probe: every block trainable, embeddings/head frozen, grads freed in hooks
             probe = activation_bytes(arch, ["train"] * L, head_trainable=False, norm_trainable=False, **act_kw)
             details["probe_activations"] = probe["peak"]
@@ -531,65 +424,3 @@ def predict_all(model, **kw) -> list[Prediction]:
     return [predict(model, "full", **kw), predict(model, "lora", **kw), predict(model, "dora", **kw),
             predict(model, "lisa", **kw), predict(model, "grass", state_policy="offload", **kw),
             predict(model, "grass", state_policy="reset", **kw)]
-
-
-# -------------------------------------------------------------------------------------- measuring
-class ActivationTracker:
-    """Peak bytes of tensors created while active, parameters, buffers and gradients excluded.
-
-    A ``TorchDispatchMode`` sees every tensor an operator returns; a weak reference to its storage
-    says when the storage is freed. Works on any device, so the activation estimate can be checked
-    on a CPU. Use: ``with ActivationTracker(model) as t: loss.backward()...``; then ``t.peak``.
-    """
-
-    def __init__(self, model: torch.nn.Module):
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        tracker = self
-
-        class _Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                out = func(*args, **(kwargs or {}))
-                tracker._track(out)
-                return out
-
-        self._mode = _Mode()
-        self._skip = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
-        self._live: dict[int, int] = {}
-        self.current = 0
-        self.peak = 0
-        self._hooks = [p.register_post_accumulate_grad_hook(self._grad_ready)
-                       for p in model.parameters() if p.requires_grad]
-
-    def _grad_ready(self, p: torch.Tensor) -> None:  # a gradient is not an activation
-        if p.grad is not None:
-            key = p.grad.untyped_storage().data_ptr()
-            self.current -= self._live.pop(key, 0)
-            self._skip.add(key)
-
-    def _free(self, key: int) -> None:
-        self.current -= self._live.pop(key, 0)
-
-    def _track(self, out) -> None:
-        from torch.utils._pytree import tree_flatten
-
-        for t in tree_flatten(out)[0]:
-            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
-                continue
-            st = t.untyped_storage()
-            key = st.data_ptr()
-            if key == 0 or key in self._live or key in self._skip:
-                continue
-            self._live[key] = st.nbytes()
-            self.current += st.nbytes()
-            self.peak = max(self.peak, self.current)
-            weakref.finalize(st, self._free, key)
-
-    def __enter__(self) -> "ActivationTracker":
-        self._mode.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._mode.__exit__(*exc)
-        for h in self._hooks:
-            h.remove()

@@ -12,7 +12,8 @@ import torch
 
 from grass.config import load_config
 from grass.errors import GrassError
-from grass.memory_model import (ActivationTracker, GIB, arch_from_config, count_params, predict,
+from grass.memory_tracker import ActivationTracker
+from grass.memory_model import (GIB, arch_from_config, count_params, predict,
                                 predict_all, resolve_config)
 from grass.memory_presets import PRESETS
 
@@ -201,7 +202,26 @@ def test_exact_bytes_smollm2(tmp_path):
         if kw.get("state_policy") == "keep":
             continue
         _check_exact(tmp_path, "smollm2-135m", method, extra, kw)
-    for method in ("full", "lora", "lisa"):
-        got = _activation_peak("smollm2-135m", method, "fp32", 128, 2, False)
-        p = predict("smollm2-135m", method, precision="fp32", seq_len=128, batch=2, device="cpu")
-        assert abs(p.activations / got - 1) < 0.15, (method, p.activations, got)
+    for method, gc in (("full", False), ("lora", False), ("lisa", False), ("full", True)):
+        got = _activation_peak("smollm2-135m", method, "fp32", 128, 2, gc)
+        p = predict("smollm2-135m", method, precision="fp32", seq_len=128, batch=2, grad_ckpt=gc, device="cpu")
+        assert abs(p.activations / got - 1) < 0.15, (method, gc, p.activations, got)
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-gpt2"])
+@pytest.mark.parametrize("dtype,precision", [("float32", "fp32"), ("bfloat16", "bf16")])
+def test_offload_device_host_split_as_on_cuda(model, dtype, precision):
+    # The engine's simulate mode stages through CPU slots exactly as on CUDA, so the predicted
+    # CUDA split (two layer-sized slots (+ embeddings/head slot) on the device, the rest + steps on
+    # the host) is checked here without a GPU.
+    from grass.method.offload import LayerwiseOffloadAdamW
+    from grass.models import load_model
+    from grass.registry import get_method
+
+    cfg = load_config(None, ["method.name=grass", f"model.name={model}", "log.wandb=disabled"])
+    m = get_method("grass")(cfg.method, cfg)
+    net = m.prepare(load_model(model, dtype)[0])
+    opt = LayerwiseOffloadAdamW(m.units(), lr=1e-3, _simulate_offload=True)
+    p = predict(model, "grass", precision=precision, device="cuda", state_policy="offload")
+    assert opt.state_bytes() == {"device": p.optimizer_device, "host": p.optimizer_host}
+    del net

@@ -1,0 +1,133 @@
+"""Analytic activation memory of a fine-tuning step (bytes saved for backward), per method.
+
+Split from :mod:`grass.memory_model`, which calls :func:`activation_bytes`; docs/memory.md gives
+the formulas and :class:`grass.memory_tracker.ActivationTracker` measures the same quantity.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+F32 = 4  # bytes of a float32
+
+if TYPE_CHECKING:  # the estimate needs the architecture record only for its fields
+    from grass.memory_model import Arch
+
+
+def param_tensors(arch):
+    from grass.memory_model import param_tensors as _pt  # late: memory_model imports this module
+
+    return _pt(arch)
+
+
+def _layer_act(a: Arch, mode: str, w: int, s: int, masked: bool, device: str, lora: tuple[int, float]) -> float:
+    """Bytes saved for backward by ONE decoder block, per token (see docs/memory.md).
+
+    Args:
+        mode: ``train`` (weights trainable), ``frozen`` (weights frozen, gradient flows through),
+            ``lora`` / ``dora`` (frozen base + adapters on every linear), ``none`` (no gradient).
+        w: bytes per element of the weights/activations (4 fp32, 2 bf16).
+        s: sequence length; masked: the attention gets a mask (padding or a sliding window),
+            so SDPA saves a float copy of it and GQA keys/values are repeated to every head.
+        device: ``cpu`` | ``cuda`` (dropout masks: float on CPU, 1 byte on CUDA; GPT-2's
+            attention dropout takes the math path on CPU).
+        lora: ``(rank, dropout)``.
+    """
+    if mode == "none":
+        return 0.0
+    h, i, q, kv, nh = a.hidden, a.intermediate, a.q_dim, a.kv_dim, a.heads
+    train = mode == "train"
+    mask_b = w if device == "cpu" else 1  # a dropout mask element
+    if a.family == "gpt2":
+        attn_drop = a.dropout > 0
+        b = 2 * (w * h + 8) + w * (3 * h + h) + 4 * w * i  # LN x/mean/rstd, qkv (one tensor), out, GELU(new)
+        if device == "cpu" and attn_drop:  # CPU SDPA with dropout: math path keeps softmax, mask, dropped probs
+            b += nh * s * (3 * w if w == F32 else 13.5)  # bf16: measured (fp32 softmax kept as well)
+        else:
+            b += 4 * nh + (w * s if masked else 0)
+        b += 2 * h * mask_b if attn_drop else 0  # residual dropout masks
+        if train:
+            b += w * (2 * h + i)  # inputs of c_attn, c_fc, mlp.c_proj
+    else:
+        kvs = q if (masked and kv != q) else kv  # repeat_kv copies when a mask is passed to SDPA
+        attn = w * (2 * q + 2 * kvs) + F32 * nh + (w * s if masked else 0)  # q, k (RoPE'd), v, out; lse; mask
+        norm_frozen = F32 * h + F32  # x upcast to fp32 (x itself in fp32) + rsqrt
+        norm_train = w * h if a.family == "llama" else F32 * h  # normalized x kept for the weight's grad
+        b = a.norms_per_layer * norm_frozen + attn + 3 * w * i  # gate, act(gate), up
+        if a.qk_norm:
+            b += F32 * (q + kv) + F32 * (nh + a.kv_heads)
+            if train:
+                b += (w if a.family == "llama" else F32) * (q + kv)
+        if train:
+            b += a.norms_per_layer * norm_train + 2 * w * h + w * i  # linear inputs: 2 norm outputs, act*up
+    if mode in ("lora", "dora"):
+        rank, p = lora
+        ins = [t.linear[0] for t in param_tensors(a)["layer"] if t.linear]
+        outs = [t.linear[1] for t in param_tensors(a)["layer"] if t.linear]
+        if p > 0:  # each adapter: dropout(x cast to fp32) kept for lora_A, its mask, lora_A's output
+            b += sum(n * (F32 + (F32 if device == "cpu" else 1)) for n in ins) + F32 * rank * len(ins)
+        else:  # no dropout: lora_A keeps its (fp32-cast) input; in fp32 the block's own tensors are shared
+            b += (F32 * sum(ins) if w != F32 else F32 * (2 * h + i)) + F32 * rank * len(ins)
+        if mode == "dora":  # (m/||W||-1) * base_out + m/||W|| * lora_out keep both outputs, fp32
+            b += 2 * F32 * sum(outs)
+    return float(b)
+
+
+def _layer_const(a: Arch, mode: str, w: int) -> int:
+    """Per-block bytes that do not scale with tokens: DoRA on bf16 weights keeps an fp32 copy of
+    every base weight (``weight.to(x.dtype)`` feeds ``F.linear`` and is saved for the input grad)."""
+    if mode == "dora" and w != F32:
+        return F32 * sum(t.numel for t in param_tensors(a)["layer"] if t.linear)
+    return 0
+
+
+def activation_bytes(a: Arch, modes: list[str], *, w: int, seq_len: int, batch: int, grad_ckpt: bool,
+                     head_trainable: bool, norm_trainable: bool, embed_trainable: bool = False, padded: bool = True,
+                     device: str = "cuda", lora: tuple[int, float] = (8, 0.05)) -> dict[str, int]:
+    """Peak bytes of activations during one forward+backward (parameters and gradients excluded).
+
+    ``peak = sum_l saved_l * T + final_norm * T + rope + max(12 V T, T_block)`` with ``T = batch *
+    seq_len`` tokens: every block's saved tensors are alive when backward starts, and the loss's
+    backward holds three fp32 ``[T, V]`` tensors at once (log-softmax output, its gradient, the
+    logits' gradient). With gradient checkpointing a block keeps only its input (``w*h`` per token)
+    and one block is recomputed at a time during backward. A trainable TIED embedding adds
+    in-flight gradient buffers: autograd holds the LM head's ``[V, h]`` weight gradient until the
+    embedding's dense gradient arrives at the end of backward and sums the two out of place, so
+    ``V h w`` is alive through backward and ``3 V h w`` at its very end.
+
+    Args:
+        modes: one mode per decoder block (see :func:`_layer_act`).
+        head_trainable: the LM head weight gets a gradient; norm_trainable: the final norm does.
+
+        embed_trainable: the input embeddings get a gradient (matters for tied embeddings).
+
+    Returns:
+        ``{"layers", "head", "loss", "tied_grad", "peak"}`` in bytes.
+    """
+    h, s, toks = a.hidden, seq_len, batch * seq_len
+    sliding_masked = a.sliding_window and s > a.sliding_window
+    per_layer = []
+    for k, m in enumerate(modes):
+        masked = padded or (sliding_masked and k < a.n_sliding)
+        per_layer.append(_layer_act(a, m, w, s, bool(masked), device, lora) * toks + _layer_const(a, m, w))
+    t_block = 2 * w * h * toks  # backward temporaries of one block (gradients of its input/output)
+    if grad_ckpt:
+        layers = sum(w * h * toks for m in modes if m != "none")
+        recompute = max(per_layer) + t_block
+    else:
+        layers = sum(per_layer)
+        recompute = t_block
+    if a.family == "gpt2":
+        head = (w * h + 8 + (w * h if head_trainable else 0)) * toks
+        head += h * (w if device == "cpu" else 1) * toks if a.dropout > 0 else 0  # embedding dropout mask
+    else:
+        head = (F32 * h + F32) * toks
+        head += (w * h if a.family == "llama" else F32 * h) * toks if norm_trainable else 0
+        head += w * h * toks if head_trainable else 0
+        head += a.rope_sets * 2 * s * a.head_dim * w  # cos, sin: [1, s, head_dim]
+    loss = 3 * F32 * a.vocab * toks
+    tied = a.vocab * h * w if (a.tied and embed_trainable) else 0
+    peak = max(layers + head + max(loss, recompute + tied), 3 * tied)
+    return {"layers": int(layers), "head": int(head), "loss": int(loss), "tied_grad": int(tied), "peak": int(peak)}
+
+
+# -------------------------------------------------------------------------------------- optimizer
