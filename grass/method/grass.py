@@ -28,7 +28,9 @@ class GRASS(LayerwiseMethod):
         self.estimator: MGNEstimator | None = None
         self._probing = False
         self._last_micro = True
-        self._probe_sq: torch.Tensor | None = None  # per-layer sum of squared grads seen by the hooks this step
+        # Per-layer sum of squared gradients seen by the hooks this step, kept on the gradient's
+        # device (0-d tensors) so a hook never waits for the GPU; read once per step.
+        self._hook_sq: list = []
         self._numel: list[int] = []
         self._step_mgn: list[float] = []  # the estimate this step's probabilities came from
 
@@ -38,7 +40,7 @@ class GRASS(LayerwiseMethod):
         n = len(self.lmap)
         self.estimator = MGNEstimator(n, self.cfg.alpha)
         self._numel = [sum(p.numel() for p in self.lmap.layer_params(i)) for i in range(n)]
-        self._probe_sq = torch.zeros(n, dtype=torch.float64)
+        self._hook_sq = [0.0] * n
         # Under DDP a post-accumulate-grad hook sees this rank's local gradient: it fires before
         # DDP all-reduces the bucket (and freeing the gradient there would feed DDP a missing one).
         # The RMS is not linear in the gradient, so the local RMS cannot be averaged instead. So
@@ -65,10 +67,10 @@ class GRASS(LayerwiseMethod):
             if p.grad is None or not self._last_micro:
                 return
             if self._probing and self._probe_in_hook:
-                self._probe_sq[layer] += p.grad.detach().double().pow(2).sum().cpu()
+                self._hook_sq[layer] = self._hook_sq[layer] + p.grad.detach().double().pow(2).sum()
                 p.grad = None  # free at once: the probe updates nothing (and the engine skips it)
             elif not self._probing and self._active_in_hook:
-                self._probe_sq[layer] += p.grad.detach().double().pow(2).sum().cpu()
+                self._hook_sq[layer] = self._hook_sq[layer] + p.grad.detach().double().pow(2).sum()
         return hook
 
     def num_probe_steps(self) -> int:
@@ -112,16 +114,16 @@ class GRASS(LayerwiseMethod):
         if self._probing:
             for i in range(len(self.lmap)):
                 params = self.lmap.layer_params(i)
-                sq = self._probe_sq[i] if self._probe_in_hook else grad_sq_sum(params)
+                sq = self._hook_sq[i] if self._probe_in_hook else grad_sq_sum(params)
                 self.estimator.add(i, layer_rms(sq, self._numel[i]))
                 for p in params:
                     p.grad = None
-            self._probe_sq.zero_()
+            self._hook_sq = [0.0] * len(self.lmap)
         else:
             for i in self.active:
-                sq = self._probe_sq[i] if self._active_in_hook else grad_sq_sum(self.lmap.layer_params(i))
+                sq = self._hook_sq[i] if self._active_in_hook else grad_sq_sum(self.lmap.layer_params(i))
                 self.estimator.add(i, layer_rms(sq, self._numel[i]))
-            self._probe_sq.zero_()
+            self._hook_sq = [0.0] * len(self.lmap)
 
     # -- sampling --------------------------------------------------------------------------------
     def probs(self) -> torch.Tensor:

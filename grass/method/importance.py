@@ -13,12 +13,10 @@ import torch
 
 
 def grad_sq_sum(params) -> torch.Tensor:
-    """Sum of squared gradient entries over ``params`` (float64 scalar, on the CPU)."""
-    total = torch.zeros((), dtype=torch.float64)
-    for p in params:
-        if p.grad is not None:
-            total += p.grad.detach().double().pow(2).sum().cpu()
-    return total
+    """Sum of squared gradient entries over ``params`` (float64 scalar, on the gradients' device:
+    one transfer per layer when it is read, not one per tensor)."""
+    sums = [p.grad.detach().double().pow(2).sum() for p in params if p.grad is not None]
+    return torch.stack(sums).sum() if sums else torch.zeros((), dtype=torch.float64)
 
 
 def layer_rms(sq_sum: torch.Tensor | float, numel: int) -> float:
