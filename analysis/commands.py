@@ -63,6 +63,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def write_all(coll: Collection, out: Path) -> tuple[list, Path]:
+    """Everything the three commands write, at once (used by ``grass quickstart``).
+
+    Returns:
+        The tables and the path of the HTML report.
+    """
+    from analysis.plots import make_figures, write_plots
+    from analysis.report import write_report
+    from analysis.tables import build_tables, write_tables
+
+    tables, figures = build_tables(coll), make_figures(coll)
+    save_frame(coll, out)
+    write_tables(tables, out)
+    write_plots(figures, out / "figures")
+    return tables, write_report(coll, tables, figures, out)
+
+
 def add_commands(subparsers) -> None:
     """Register ``tables``, ``plots`` and ``report`` on the ``grass`` CLI's subparsers."""
     specs = (

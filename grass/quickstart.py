@@ -65,22 +65,14 @@ def run_quickstart(budget: str | None = None, runs_dir: str | None = None, out=p
 
 
 def _analyse(runs_dir: str | None, out) -> Path:
-    from analysis.collect import collect, save_frame
-    from analysis.commands import ANALYSIS_DIR
-    from analysis.plots import make_figures, write_plots
-    from analysis.report import write_report
+    from analysis.collect import collect
+    from analysis.commands import ANALYSIS_DIR, write_all
     from analysis.table_format import to_markdown
-    from analysis.tables import build_tables, write_tables
 
     # A user's own quickstart counts even from a tree with uncommitted changes.
     coll = collect(EXPERIMENT, runs_dir, include_dirty=True)
     dest = coll.runs_dir / EXPERIMENT / ANALYSIS_DIR
-    tables = build_tables(coll)
-    figures = make_figures(coll)
-    save_frame(coll, dest)
-    write_tables(tables, dest)
-    write_plots(figures, dest / "figures")
-    report = write_report(coll, tables, figures, dest)
+    tables, report = write_all(coll, dest)
     out("")
     for t in tables:
         if t.name in ("accuracy", "efficiency"):
