@@ -118,7 +118,14 @@ class LayerwiseMethod(FinetuneMethod):
             self.switch(step)
 
     def stats(self) -> dict:
-        return {"active_layers": sorted(self.active), "layer_probs": [round(float(x), 6) for x in self.probs()]}
+        out = {"active_layers": sorted(self.active), "layer_probs": [round(float(x), 6) for x in self.probs()]}
+        if getattr(self.optimizer, "offloading", False):
+            # Cumulative state traffic of the offload engine: it grows at layer switches only
+            # while the active layers fit in its staging slots.
+            moved = self.optimizer.transfer_bytes()
+            out.update({"offload/h2d_mib": round(moved["h2d"] / 2**20, 3),
+                        "offload/d2h_mib": round(moved["d2h"] / 2**20, 3)})
+        return out
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "active": list(self.active),

@@ -11,8 +11,11 @@ both ``grass`` and ``lisa``. It is a drop-in ``torch.optim.Optimizer``:
 * the math is ``torch.optim.AdamW`` (it calls torch's functional ``adam`` with
   ``decoupled_weight_decay=True``), per-parameter step counts, parameters whose ``.grad`` is None
   untouched; bf16/fp16 parameters are updated through an fp32 master copy kept with the state;
-* on CUDA, ``step()`` prefetches unit i+1's state on a side stream while unit i updates and
-  writes unit i back behind it (:mod:`grass.method.offload_buffers`), ordered by events only;
+* on CUDA, ``step()`` prefetches unit i+1's state on a side stream while unit i updates, ordered
+  by events only (:mod:`grass.method.offload_buffers`); the staging slots are a write-back cache,
+  so a unit's state goes back to host memory when its slot is needed for another unit (a layer
+  switch) or on :meth:`LayerwiseOffloadAdamW.flush`, and steps between switches copy nothing
+  while the active layers fit in the two slots;
 * ``overlap="backward"`` (beyond the paper) updates each unit from
   ``register_post_accumulate_grad_hook`` as soon as its gradients are complete;
 * on a CPU-only machine nothing is offloaded: the state is used in place, same numbers.
@@ -56,6 +59,10 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             synchronous copies, to exercise the slot logic without CUDA.
 
     Note:
+        ``self.state[p]`` holds views of the HOST copy of the state, for introspection; call
+        :meth:`flush` first when offloading, since the slots on the device may hold newer state.
+        :meth:`state_dict` flushes by itself.
+
         The fp32 master of a bf16 parameter is taken from the parameter at its first update and
         is authoritative after that; to change such weights later, restore the optimizer state
         with them (``load_state_dict``), as a resume does.
@@ -146,6 +153,18 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
         resident = sum(s.nbytes() for s in self._stores if not s.staged)
         host = sum(s.nbytes() for s in self._stores if s.staged)
         return {"device": self._pipe.staging_bytes + resident, "host": host + steps}
+
+    def flush(self) -> None:
+        """Copy the newest state from the device staging slots back to host memory and wait for it.
+
+        After this, ``self.state`` (host views) and the pinned host buffers are complete. A no-op
+        when nothing is offloaded. :meth:`state_dict` calls it.
+        """
+        self._pipe.flush()
+
+    def transfer_bytes(self) -> dict[str, int]:
+        """State bytes copied so far: ``{"h2d": host->device, "d2h": device->host}`` (0 when not offloading)."""
+        return {"h2d": self._pipe.bytes_h2d, "d2h": self._pipe.bytes_d2h}
 
     # ------------------------------------------------------------------ update
     def _update_unit(self, store: UnitStore, next_store: UnitStore | None) -> list[int]:
@@ -273,7 +292,7 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             "units": [(name, n_params), ...]}``; ``i`` numbers parameters across units in order;
             parameters never updated have no entry (as in torch).
         """
-        self._pipe.finish()
+        self.flush()
         state, i = {}, 0
         for s in self._stores:
             ea, eas, ms = s.home_views

@@ -6,20 +6,25 @@ Two pieces (DESIGN section 2.7):
   flat fp32 buffer allocated once: ``[exp_avg (N) | exp_avg_sq (N) | master (M)]`` where N is the
   unit's parameter count and M the count of its bf16/fp16 parameters (their fp32 master weights).
   Per-parameter step counts live in a small CPU tensor, as in ``torch.optim.AdamW``.
-* :class:`StagingPipeline` -- moves a unit's flat buffer host->device before its update and
-  device->host after it, through a fixed set of preallocated device staging slots (two sized to
-  the largest layer, plus one for the embeddings/head when those are larger), on a persistent
-  side stream, ordered by CUDA events only. On a CPU-only machine it hands out the host buffer
+* :class:`StagingPipeline` -- moves a unit's flat buffer host->device before its update, through
+  a fixed set of preallocated device staging slots (two sized to the largest layer, plus one for
+  the embeddings/head when those are larger), on a persistent side stream, ordered by CUDA
+  events only. The slots are a write-back cache: after an update the slot holds the newest state
+  and is only copied back to host memory when the slot is needed for another unit (a layer
+  switch), or on :meth:`StagingPipeline.flush` (checkpoints). While the active layers fit in the
+  slots (GRASS's default of two), steps between switches move nothing; each switch moves the
+  drawn layers in and the dropped ones out. On a CPU-only machine it hands out the host buffer
   itself, so every copy is a no-op.
 
 The three stream races DeepSpeed's offload hit (deepspeedai/DeepSpeed#8186) and where each is
-handled here: (1) a device->host copy must wait for the optimizer's writes -> ``release`` makes
-the copy stream wait on the slot's ``free`` event recorded after the update; (2) a reload buffer
-must not be reused early -> staging slots are allocated once, ``record_stream``-ed on the copy
-stream, and a slot is only refilled after the copy stream waited on its ``free`` event; (3) the
-copy stream must wait for compute before overwriting a buffer -> ``begin`` makes the copy stream
-wait for the compute stream (the slots come from the compute stream's pool) and every refill
-waits on the slot's ``free`` event.
+handled here: (1) a device->host copy must wait for the optimizer's writes -> every write-back
+(eviction or flush) makes the copy stream wait on the slot's ``free`` event, recorded on the
+compute stream after the update; (2) a reload buffer must not be reused early -> staging slots
+are allocated once, ``record_stream``-ed on the copy stream, and a slot is only refilled after
+the copy stream waited on its ``free`` event; (3) the copy stream must wait for compute before
+overwriting a buffer -> ``begin`` makes the copy stream wait for the compute stream (the slots
+come from the compute stream's pool) and every refill waits on the slot's ``free`` event.
+A write-back and the refill of the same slot are both on the copy stream, so they are ordered.
 """
 from __future__ import annotations
 
@@ -161,13 +166,18 @@ def validate_units(units, device) -> tuple[list[tuple[str, list[torch.nn.Paramet
     return units, dev
 
 
+def _trainable(store: UnitStore | None) -> bool:
+    return store is not None and any(p.requires_grad for p in store.params)
+
+
 class _Slot:
-    """A preallocated device staging buffer and the events that order its reuse."""
+    """A preallocated device staging buffer, what it holds, and the events that order its reuse."""
 
     def __init__(self, buf: torch.Tensor, cuda: bool):
         self.buf = buf
         self.capacity = buf.numel()
         self.unit: UnitStore | None = None
+        self.dirty = False  # holds state newer than the unit's host copy
         self.last_used = 0
         # loaded: recorded on the copy stream after a host->device fill (compute waits on it).
         # free: recorded on the compute stream after an update used the slot (copies wait on it).
@@ -184,6 +194,9 @@ class StagingPipeline:
         device: the compute device.
         mode: ``"cuda"`` (streams and events), ``"simulate"`` (CPU slots with synchronous
             copies, used by the CPU tests to exercise the slot logic) or ``None`` (nothing staged).
+
+    Attributes:
+        bytes_h2d, bytes_d2h: state bytes copied host->device and device->host so far.
     """
 
     def __init__(self, stores: list[UnitStore], device: torch.device, mode: str | None):
@@ -192,6 +205,8 @@ class StagingPipeline:
         self.slots: list[_Slot] = []
         self.active = False
         self._clock = 0
+        self.bytes_h2d = 0
+        self.bytes_d2h = 0
         self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
         staged = [s for s in stores if s.staged and s.size > 0]
         if not staged or mode is None:
@@ -232,6 +247,20 @@ class StagingPipeline:
     def _find(self, store: UnitStore) -> _Slot | None:
         return next((s for s in self.slots if s.unit is store), None)
 
+    def _write_back(self, slot: _Slot) -> None:
+        """Copy a dirty slot's state to its unit's host buffer (queued on the copy stream)."""
+        store = slot.unit
+        if store is None or not slot.dirty:
+            return
+        if self.cuda:
+            with torch.cuda.stream(self.copy_stream):
+                self.copy_stream.wait_event(slot.free)  # race (1): after the optimizer's writes
+                store.home.copy_(slot.buf[:store.size], non_blocking=True)
+        else:
+            store.home.copy_(slot.buf[:store.size])
+        slot.dirty = False
+        self.bytes_d2h += store.nbytes()
+
     def _load(self, store: UnitStore, protect: UnitStore | None, required: bool) -> _Slot | None:
         self._clock += 1
         slot = self._find(store)
@@ -242,8 +271,11 @@ class StagingPipeline:
                     raise RuntimeError(f"no staging slot fits unit {store.name!r} ({store.size} floats)")
                 return None
             # Smallest slot that fits (keeps the embeddings slot for embeddings), then an empty
-            # one, then the least recently used.
-            slot = min(free, key=lambda s: (s.capacity, s.unit is not None, s.last_used))
+            # one, then one whose unit is frozen now (it will not be updated this step: the
+            # layer-wise methods set requires_grad only on the active layers), then the least
+            # recently used.
+            slot = min(free, key=lambda s: (s.capacity, s.unit is not None, _trainable(s.unit), s.last_used))
+            self._write_back(slot)  # evict: the previous occupant's newest state goes home first
             slot.unit = None  # in case a copy below raises: never leave a half-filled slot named
             if self.cuda:
                 with torch.cuda.stream(self.copy_stream):
@@ -255,6 +287,7 @@ class StagingPipeline:
             else:
                 slot.buf[:store.size].copy_(store.home)
             slot.unit = store
+            self.bytes_h2d += store.nbytes()
         slot.last_used = self._clock
         return slot
 
@@ -273,33 +306,43 @@ class StagingPipeline:
             return store.home
         slot = self._load(store, None, required=True)
         if self.cuda:
+            # A slot filled in an earlier step has its loaded event long done; waiting is free.
             torch.cuda.current_stream(self.device).wait_event(slot.loaded)
         return slot.buf[:store.size]
 
     def release(self, store: UnitStore) -> None:
-        """After ``store``'s update was issued: write its state back to host memory."""
+        """After ``store``'s update was issued: its slot now holds the newest state (write-back later)."""
         if not store.staged or not self.slots:
             return
         slot = self._find(store)
         if self.cuda:
             slot.free.record(torch.cuda.current_stream(self.device))
             slot.free_recorded = True
-            with torch.cuda.stream(self.copy_stream):
-                self.copy_stream.wait_event(slot.free)  # race (1): copy after the optimizer's writes
-                store.home.copy_(slot.buf[:store.size], non_blocking=True)
-        else:
-            store.home.copy_(slot.buf[:store.size])
+        slot.dirty = True
 
     def finish(self) -> None:
-        """Close a step: one event wait so host state is complete when ``step()`` returns."""
-        if self.active and self.cuda:
+        """Close a step. Nothing waits here: dirty slots stay on the device until evicted or flushed."""
+        self.active = False
+
+    def flush(self) -> None:
+        """Write every dirty slot back and wait for the copies: host state is then complete.
+
+        One event wait on the copy stream (never a device-wide synchronize). The slots keep their
+        units, so the next step still finds them on the device.
+        """
+        for slot in self.slots:
+            self._write_back(slot)
+        self._wait_copies()
+
+    def invalidate(self) -> None:
+        """Forget what the slots hold, dirty or not (host state is being replaced, e.g. by ``load_state_dict``)."""
+        self._wait_copies()
+        self.active = False
+        for s in self.slots:
+            s.unit, s.dirty = None, False
+
+    def _wait_copies(self) -> None:
+        if self.cuda:
             done = torch.cuda.Event()
             done.record(self.copy_stream)
             done.synchronize()
-        self.active = False
-
-    def invalidate(self) -> None:
-        """Forget what the slots hold (host state was replaced, e.g. by ``load_state_dict``)."""
-        self.finish()
-        for s in self.slots:
-            s.unit = None

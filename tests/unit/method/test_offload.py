@@ -144,6 +144,7 @@ def engine_run(dtype, mode) -> tuple[list[torch.Tensor], torch.Tensor | None, li
     opt = engine(m, **MODES[mode])
     lrs = []
     _, traj = train(m, opt, opt, range(STEPS), check=lambda *_: lrs.append(opt.param_groups[0]["lr"]))
+    opt.flush()  # opt.state views the host copy; the newest state may still sit in staging slots
     masters = torch.cat([opt.state[p]["master"].flatten() for p in m.parameters()]) if dtype != torch.float32 else None
     return traj, masters, lrs
 
@@ -337,3 +338,24 @@ def test_staged_accounting_two_layers_plus_embeddings(offload_embeddings):
         assert b["host"] == 4 * N_LAYERS * layer + 4 * n_params
         assert max(on_device) <= 2
     assert opt.max_device_state_bytes <= 4 * (2 * layer + embed + head)
+
+
+def test_staging_slots_are_a_write_back_cache():
+    """State moves only when the active layers change, and only for the layers that changed."""
+    m = make_model(torch.bfloat16)
+    opt = engine(m, _simulate_offload=True, offload_embeddings=False)
+    layer = 4 * 3 * sum(p.numel() for p in m.layers[0].parameters())  # fp32 exp_avg, exp_avg_sq, master
+    seen = [opt.transfer_bytes()]
+    train(m, opt, opt, range(20), check=lambda *_: seen.append(opt.transfer_bytes()))
+    moved = {t: (b["h2d"] - a["h2d"], b["d2h"] - a["d2h"]) for t, (a, b) in enumerate(zip(seen, seen[1:]))}
+    # PAIRS change every 5 steps: (0,1) -> (2,3) -> (1,2) -> (3,0); two layer slots.
+    want = {0: (2 * layer, 0), 5: (2 * layer, 2 * layer), 10: (layer, layer), 15: (2 * layer, 2 * layer)}
+    assert moved == {t: want.get(t, (0, 0)) for t in range(20)}
+    # The host copy is stale until a flush writes the two dirty slots back.
+    layer0 = m.layers[0].weight
+    host_before = opt.state[layer0]["exp_avg"].clone()
+    opt.flush()
+    assert opt.transfer_bytes()["d2h"] == seen[-1]["d2h"] + 2 * layer
+    assert not torch.equal(host_before, opt.state[layer0]["exp_avg"])
+    opt.flush()  # nothing dirty: no copy
+    assert opt.transfer_bytes()["d2h"] == seen[-1]["d2h"] + 2 * layer
