@@ -38,6 +38,8 @@ class ModelConfig:
                    "(tiny-llama, tiny-qwen2, tiny-gemma, tiny-gpt2)")
     dtype: str = _f("float32", "dtype of the weights: float32 | bfloat16")
     cache_dir: Optional[str] = _f(None, "where converted GGUF models are cached (default $GRASS_CACHE or ~/.cache/grass)")
+    init: str = _f("pretrained", "pretrained | random: random weights built from the model's config (memory and "
+                   "speed benchmarks where the weights are not available; accuracy is meaningless)")
 
 
 @dataclass
@@ -110,6 +112,9 @@ class RunConfig:
 
 # Sections that do not change what a run computes: left out of the run id.
 _NOT_IN_RUN_ID = ("log",)
+# Fields added after runs were first recorded: left out of the run id while at their default, so
+# adding a field never changes the id (and so never re-runs) a finished run.
+_ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): None}
 
 
 def _schema_keys(cls: type) -> dict[str, Any]:
@@ -221,6 +226,7 @@ def validate(cfg: RunConfig) -> None:
         "train.precision": (t.precision, ("fp32", "bf16")),
         "train.save_model": (t.save_model, ("none", "full", "adapter")),
         "model.dtype": (cfg.model.dtype, ("float32", "bfloat16")),
+        "model.init": (cfg.model.init, ("pretrained", "random")),
         "log.wandb": (cfg.log.wandb, ("offline", "online", "disabled")),
     }
     for key, (value, ok) in choices.items():
@@ -252,6 +258,9 @@ def run_id(cfg: RunConfig) -> str:
     if cfg.log.run_id:
         return cfg.log.run_id
     d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_RUN_ID}
+    for (section, key), default in _ADDED_LATER.items():
+        if d.get(section, {}).get(key, default) == default:
+            d[section].pop(key, None)
     digest = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{cfg.method.name}-{digest}"
 

@@ -135,19 +135,35 @@ def resolve_model_path(name: str, cache_dir: str | None = None) -> str:
     return name
 
 
-def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None):
+def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None, init: str = "pretrained"):
     """Load ``(model, tokenizer)``.
 
     Args:
         name: HF id, local folder, a GGUF model key, or a tiny model key.
         dtype: 'float32' or 'bfloat16'.
         cache_dir: where GGUF conversions are cached.
+        init: ``pretrained``, or ``random``: the same architecture with random weights and the
+            built-in byte tokenizer, from the config alone (a preset of :mod:`grass.memory_presets`,
+            e.g. ``llama2-7b``, also works). Memory and speed do not depend on the weights, so
+            benchmarks can run where the weights cannot be installed.
 
     Raises:
         ModelError: unknown name, missing package, or a folder/id that does not load.
     """
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    if name in TINY_MODELS:
+    if init == "random" and name not in TINY_MODELS:
+        from transformers import AutoModelForCausalLM
+
+        from grass.errors import GrassError
+        from grass.memory_model import resolve_config
+
+        try:
+            config = resolve_config(name, cache_dir)
+        except GrassError as e:
+            raise ModelError(str(e)) from None
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+        tok = byte_tokenizer()
+    elif name in TINY_MODELS:
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_config(tiny_config(name), dtype=torch_dtype)

@@ -138,7 +138,7 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
     examples = _subset(load_train_examples(cfg.data), cfg.data.max_examples, cfg.seed)
     method_cls = get_method(cfg.method.name)
     seed_everything(cfg.seed)
-    model, tokenizer = load_model(cfg.model.name, cfg.model.dtype, cfg.model.cache_dir)
+    model, tokenizer = load_model(cfg.model.name, cfg.model.dtype, cfg.model.cache_dir, cfg.model.init)
     find_layers(model)
     method = method_cls(cfg.method, cfg)
 

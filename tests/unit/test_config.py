@@ -54,6 +54,16 @@ def test_run_id_is_stable_and_ignores_logging():
     assert run_id(a) != run_id(load_config(None, ["method.name=lisa", "seed=1"]))
 
 
+def test_run_ids_recorded_by_earlier_versions_still_match():
+    # Ids of finished runs from before model.init existed: a new field at its default must not
+    # change them (a grid launched again would re-run everything).
+    assert run_id(load_config(None, ["method.name=lisa"])) == "lisa-531ccd22d4"
+    assert run_id(load_config(None, ["method.name=grass", "model.name=smollm2-135m"])) == "grass-2e1c64d061"
+    assert run_id(load_config(None, ["method.name=lisa", "model.init=random"])) != "lisa-531ccd22d4"
+    with pytest.raises(ConfigError, match="model.init must be one of pretrained, random"):
+        load_config(None, ["model.init=zeros"])
+
+
 def test_describe_shows_help():
     text = describe(load_config(None, ["method.name=grass"]))
     assert "temperature: 1.0" in text and "softmax" in text

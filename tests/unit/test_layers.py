@@ -58,3 +58,13 @@ def test_no_layers_is_a_clear_error():
 
     with pytest.raises(ModelError, match="cannot find the decoder layers of Flat"):
         find_layers(Flat())
+
+
+def test_random_init_builds_the_architecture_without_weights():
+    # smollm2-135m from its config alone (no GGUF package needed): same shapes, random weights.
+    model, tok = load_model("smollm2-135m", dtype="bfloat16", init="random")
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
+    assert model.dtype == torch.bfloat16 and len(find_layers(model)) == 30
+    assert tok("hello")["input_ids"] and max(tok("hello")["input_ids"]) < model.config.vocab_size
+    with pytest.raises(ModelError, match="unknown model 'no-such-model'"):
+        load_model("no-such-model", init="random")
