@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 from torch import nn
@@ -37,6 +38,9 @@ class LayerwiseConfig(MethodConfig):
                                                                  "offload"})
     offload_embeddings: bool = field(default=True, metadata={"help": "offload: embeddings/head state in host "
                                                                      "memory too"})
+    offload_chunk_mb: Optional[float] = field(default=None, metadata={
+        "help": "offload: stream the state in chunks of this many MiB (two on the device, whatever a layer's "
+                "size; state moves every step); null = whole layers, moved only at switches"})
     overlap: str = field(default="step", metadata={"help": "offload: step (update layer by layer at optimizer.step) "
                                                            "| backward (update each layer during backward)"})
 
@@ -50,6 +54,8 @@ class LayerwiseConfig(MethodConfig):
                               f"got '{self.state_policy}'")
         if self.overlap not in ("step", "backward"):
             raise ConfigError(f"method.overlap must be step or backward; got '{self.overlap}'")
+        if self.offload_chunk_mb is not None and not self.offload_chunk_mb > 0:
+            raise ConfigError(f"method.offload_chunk_mb must be positive or null, got {self.offload_chunk_mb}")
         if self.overlap == "backward" and self.state_policy != "offload":
             raise ConfigError("method.overlap=backward needs method.state_policy=offload")
 
@@ -89,7 +95,7 @@ class LayerwiseMethod(FinetuneMethod):
                 self.units(), lr=tc.lr, betas=(tc.adam_beta1, tc.adam_beta2), eps=tc.adam_eps,
                 weight_decay=tc.weight_decay, device=next(model.parameters()).device,
                 offload_embeddings=self.cfg.offload_embeddings, overlap=self.cfg.overlap,
-                grad_accum=tc.grad_accum, max_grad_norm=tc.max_grad_norm)
+                grad_accum=tc.grad_accum, max_grad_norm=tc.max_grad_norm, chunk_mb=self.cfg.offload_chunk_mb)
             if self.cfg.overlap == "backward":
                 from grass.distributed import ddp_active
 

@@ -28,6 +28,8 @@ def add_commands(subparsers) -> None:
                         "--no-offload = reset)")
     p.add_argument("--state-policy", choices=STATE_POLICIES, default=None,
                    help="lisa/grass optimizer state across switches (overrides --offload)")
+    p.add_argument("--offload-chunk-mb", type=float, default=None,
+                   help="offload: stream optimizer state in chunks of this many MiB (default: whole layers)")
     p.add_argument("--lora-rank", type=int, default=8, help="LoRA/DoRA rank (default 8)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                    help="where training runs (cpu: what a CPU run's byte accounting reports)")
@@ -42,7 +44,10 @@ def run(args) -> int:
         if getattr(args, key) <= 0:
             raise GrassError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     kw = dict(precision=args.precision, seq_len=args.seq_len, batch=args.batch, grad_ckpt=args.grad_ckpt,
-              n_active_layers=args.n_active_layers, device=args.device, lora_rank=args.lora_rank)
+              n_active_layers=args.n_active_layers, device=args.device, lora_rank=args.lora_rank,
+              offload_chunk_mb=args.offload_chunk_mb)
+    if args.offload_chunk_mb is not None and not args.offload_chunk_mb > 0:
+        raise GrassError(f"--offload-chunk-mb must be positive, got {args.offload_chunk_mb}")
     if args.method == "all":
         rows = predict_all(args.model, **kw)
     elif args.method in METHODS:

@@ -242,23 +242,27 @@ def _adamw(sizes: list[tuple[int, int]], device: str) -> tuple[int, int]:
     return (moments, steps) if device != "cpu" else (moments + steps, 0)
 
 
-def _offload(units: list[tuple[list[Tensor], bool]], w: int, device: str, offload_embeddings: bool) -> tuple[int, int]:
+def _offload(units: list[tuple[list[Tensor], bool]], w: int, device: str, offload_embeddings: bool,
+             chunk_mb: float | None = None) -> tuple[int, int]:
     """:class:`grass.method.offload.LayerwiseOffloadAdamW` state: ``(device, host)`` bytes.
 
     Every unit owns ``2N + M`` fp32 (M = N for bf16 weights: the fp32 master copy), allocated at
     construction; steps are 4 bytes per tensor in host memory. CPU: nothing is offloaded, all
     counts as device. CUDA: staged units live in pinned host memory and pass through two staging
-    slots sized to the largest layer (plus one for the embeddings/head when those are larger).
+    slots sized to the largest layer (plus one for the embeddings/head when those are larger);
+    with ``chunk_mb`` a slot holds one chunk of at most that many MiB instead of a whole unit.
     """
-    sizes = [(2 * sum(t.numel for t in ts) + (sum(t.numel for t in ts) if w != F32 else 0), emb, len(ts))
-             for ts, emb in units]
+    per = 2 if w == F32 else 3  # fp32 floats of state per parameter element
+    chunk = None if chunk_mb is None else max(1, int(chunk_mb * 2**20) // (F32 * per))
+    sizes = [(per * sum(t.numel for t in ts), emb, len(ts)) for ts, emb in units]
     steps = F32 * sum(n for _, _, n in sizes)
     total = F32 * sum(z for z, _, _ in sizes)
     if device == "cpu":
         return total + steps, 0
     staged = [(z, emb) for z, emb, _ in sizes if offload_embeddings or not emb]
     resident = sum(z for z, emb, _ in sizes if not (offload_embeddings or not emb))
-    live = [(z, emb) for z, emb in staged if z > 0]
+    # a slot holds a whole unit, or its largest chunk: min(chunk, unit) elements
+    live = [(z if chunk is None else per * min(chunk, z // per), emb) for z, emb in staged if z > 0]
     cap_layer = max((z for z, emb in live if not emb), default=0)
     cap_emb = max((z for z, emb in live if emb), default=0)
     caps = [] if not live else ([cap_layer] * 2 if cap_layer else [cap_emb] * 2)
@@ -317,7 +321,8 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             grad_ckpt: bool = False, n_active_layers: int = 2, state_policy: str | None = None,
             offload: bool | None = None, device: str = "cuda", lora_rank: int = 8, lora_dropout: float = 0.05,
             train_embeddings: bool = True, train_head: bool = True, visited_layers: int | None = None,
-            offload_embeddings: bool = True, padded: bool = True, cache_dir: str | None = None) -> Prediction:
+            offload_embeddings: bool = True, offload_chunk_mb: float | None = None, padded: bool = True,
+            cache_dir: str | None = None) -> Prediction:
     """Predict the memory of fine-tuning ``model`` with ``method`` (no weights are loaded).
 
     Args:
@@ -336,6 +341,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         visited_layers: for ``keep``, how many distinct layers were ever active (default: all, the
             worst case the state grows to).
         offload_embeddings: the offload engine streams embeddings/head state too.
+        offload_chunk_mb: the offload engine streams state in chunks of this many MiB (None: whole units).
 
     Raises:
         GrassError: unknown method / precision / policy, or gamma out of range.
@@ -389,7 +395,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         if policy == "offload":
             units = ([(P["embed"], True)] if train_embeddings else []) + [(P["layer"], False)] * L
             units += [(P["head"], True)] if train_head else []
-            opt = _offload(units, w, device, offload_embeddings)
+            opt = _offload(units, w, device, offload_embeddings, offload_chunk_mb)
         else:
             n_state = gamma if policy == "reset" else min(L, max(gamma, visited_layers or L))
             opt = _adamw([(t.numel, w) for t in always] + layer_sz * n_state, device)

@@ -30,7 +30,7 @@ import torch
 from torch.optim.adam import adam as _functional_adam
 
 from grass.errors import ConfigError
-from grass.method.offload_buffers import StagingPipeline, UnitStore, validate_units
+from grass.method.offload_buffers import Chunk, StagingPipeline, UnitStore, validate_units
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,10 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             backward; call :meth:`attach_backward_hooks`).
         embedding_units: names of the embeddings/head units.
         grad_accum, max_grad_norm: the training loop's settings, checked against ``overlap``.
+        chunk_mb: stream offloaded state in chunks of at most this many MiB (two chunks on the
+            device at once, however large a layer or the embeddings are; every step then moves
+            its units' state both ways). None: whole units, and the slots act as a write-back
+            cache (state moves only at layer switches while the active layers fit in two slots).
         foreach: use torch's multi-tensor AdamW kernels; default: on CUDA only (on CPU the
             single-tensor path matches ``torch.optim.AdamW(foreach=False)`` bit for bit).
         _simulate_offload: tests only -- on a CPU, stage units through CPU "device" slots with
@@ -79,8 +83,10 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
                  device: torch.device | str | None = None, offload_embeddings: bool = True,
                  overlap: str = "step", embedding_units: tuple[str, ...] = ("embed", "head"),
                  grad_accum: int = 1, max_grad_norm: float = 0.0, foreach: bool | None = None,
-                 _simulate_offload: bool = False):
+                 chunk_mb: float | None = None, _simulate_offload: bool = False):
         _check_overlap(overlap, grad_accum, max_grad_norm)
+        if chunk_mb is not None and not chunk_mb > 0:
+            raise ConfigError(f"method.offload_chunk_mb must be positive or null, got {chunk_mb}")
         if not 0.0 <= float(lr) or not 0.0 <= eps or not all(0.0 <= b < 1.0 for b in betas) or weight_decay < 0:
             raise ValueError(f"invalid AdamW hyper-parameters: lr={lr} betas={betas} eps={eps} "
                              f"weight_decay={weight_decay}")
@@ -101,9 +107,11 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             is_emb = name in self.embedding_units
             staged = self.offloading and (offload_embeddings or not is_emb)
             home = torch.device("cpu") if (staged or not cuda) else dev
+            chunk_bytes = int(chunk_mb * 2**20) if (chunk_mb is not None and staged) else None
             self._stores.append(UnitStore.build(name, ps, home_device=home, pin=cuda and staged,
-                                                staged=staged, is_embedding=is_emb))
-        self._pipe = StagingPipeline(self._stores, dev, mode)
+                                                staged=staged, is_embedding=is_emb, chunk_bytes=chunk_bytes))
+        self.chunk_mb = chunk_mb
+        self._pipe = StagingPipeline([c for s in self._stores for c in s.chunks], dev, mode)
         for s in self._stores:  # torch-style per-parameter views of the home state, for introspection
             for j, (p, a, b2, w) in enumerate(zip(s.params, *s.home_views)):
                 self.state[p] = {"step": s.step_views[j], "exp_avg": a, "exp_avg_sq": b2,
@@ -167,46 +175,66 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
         return {"h2d": self._pipe.bytes_h2d, "d2h": self._pipe.bytes_d2h}
 
     # ------------------------------------------------------------------ update
-    def _update_unit(self, store: UnitStore, next_store: UnitStore | None) -> list[int]:
-        """Run AdamW on ``store``'s parameters that have a gradient; return their indices."""
+    def _update_unit(self, store: UnitStore, next_chunk: Chunk | None) -> list[int]:
+        """Run AdamW on ``store``'s parameters that have a gradient, chunk by chunk.
+
+        Args:
+            store: the unit.
+            next_chunk: what to prefetch while the unit's last chunk updates.
+
+        Returns:
+            Indices of the parameters updated.
+        """
         idx = [j for j, p in enumerate(store.params) if p.grad is not None]
         if not idx:
             return idx
-        group = self.param_groups[0]
+        todo = [c for c in store.chunks if c.has_grad()]
         self._pipe.begin()
-        buf = self._pipe.acquire(store)
-        self._pipe.prefetch(next_store, protect=store)  # overlaps unit i+1's load with i's update
-        ea, eas, ms = store.home_views if buf is store.home else store.views(buf)
-        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-        for j in idx:
+        for k, chunk in enumerate(todo):
+            buf = self._pipe.acquire(chunk)
+            # overlaps the next chunk's (or unit's) load with this update
+            self._pipe.prefetch(todo[k + 1] if k + 1 < len(todo) else next_chunk, protect=chunk)
+            self._update_chunk(store, chunk, buf)
+            self._pipe.release(chunk)
+        for j in idx:  # once per parameter, however many chunks it spans
+            store.steps[j] += 1
+        return idx
+
+    def _update_chunk(self, store: UnitStore, chunk: Chunk, buf: torch.Tensor | None) -> None:
+        group = self.param_groups[0]
+        params, grads, exp_avgs, exp_avg_sqs, steps, low = [], [], [], [], [], []
+        for j, s, e, ea, eas, ms in chunk.views(buf):
             p = store.params[j]
+            if p.grad is None:
+                continue
             if p.grad.is_sparse:
                 raise RuntimeError("LayerwiseOffloadAdamW does not support sparse gradients")
-            if ms[j] is not None:
+            weights = p.detach().view(-1)[s:e]
+            grad = p.grad.reshape(-1)[s:e]
+            if ms is not None:
                 if store.steps[j].item() == 0:
                     # Lazy master init at the first update (like torch's lazy state init), so a
                     # model loaded after the optimizer was built is picked up.
-                    ms[j].copy_(p.detach())
-                params.append(ms[j])
-                grads.append(p.grad.float())
+                    ms.copy_(weights)
+                params.append(ms)
+                grads.append(grad.float())
+                low.append((weights, ms))
             else:
-                params.append(p)
-                grads.append(p.grad)
-            exp_avgs.append(ea[j])
-            exp_avg_sqs.append(eas[j])
-            steps.append(store.step_views[j])
+                params.append(weights)
+                grads.append(grad)
+            exp_avgs.append(ea)
+            exp_avg_sqs.append(eas)
+            # torch's adam increments the step it is given; the unit's count moves in _update_unit
+            steps.append(store.steps[j].clone())
         if self._before_update_hook is not None:
-            self._before_update_hook(store.name)
+            self._before_update_hook(chunk.name)
         beta1, beta2 = group["betas"]
         _functional_adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=self._foreach,
                          capturable=False, differentiable=False, fused=None, decoupled_weight_decay=True,
                          amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
                          weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
-        for j in idx:
-            if ms[j] is not None:
-                store.params[j].copy_(ms[j])  # bf16 weights = rounded fp32 master
-        self._pipe.release(store)
-        return idx
+        for weights, ms in low:
+            weights.copy_(ms)  # bf16 weights = rounded fp32 master
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -226,7 +254,8 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
         # remains (unused parameters, hooks not attached) is done here.
         todo = [s for s in self._stores if any(p.grad is not None for p in s.params)]
         for k, s in enumerate(todo):
-            self._update_unit(s, todo[k + 1] if k + 1 < len(todo) else None)
+            nxt = next((c for c in todo[k + 1].chunks if c.has_grad()), None) if k + 1 < len(todo) else None
+            self._update_unit(s, nxt)
         self._pipe.finish()
         self.max_device_state_bytes = max(self.max_device_state_bytes, self.state_bytes()["device"])
         self._ready = [set() for _ in self._stores]
@@ -275,12 +304,14 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
                 s.params[k].grad = None
             self._done.add(ui)
 
-    def _predict_next(self, ui: int) -> UnitStore | None:
+    def _predict_next(self, ui: int) -> Chunk | None:
         # Backward runs from the head down, so the next unit to complete is the nearest earlier
         # one with trainable parameters; a wrong guess costs one copy, never correctness.
         for k in range(ui - 1, -1, -1):
-            if k not in self._done and any(q.requires_grad for q in self._stores[k].params):
-                return self._stores[k]
+            if k not in self._done:
+                first = next((c for c in self._stores[k].chunks if c.trainable()), None)
+                if first is not None:
+                    return first
         return None
 
     # ------------------------------------------------------------------ checkpointing

@@ -38,7 +38,7 @@ _F32 = 4  # bytes per fp32 element
 
 @dataclass
 class UnitStore:
-    """One unit's AdamW state, flat.
+    """One unit's AdamW state, flat, allocated once.
 
     Attributes:
         name: unit name, e.g. ``"layer.3"``.
@@ -51,6 +51,7 @@ class UnitStore:
         steps: ``[len(params)]`` fp32 CPU step counts (one per parameter, like torch's ``step``).
         staged: True when ``home`` is host memory streamed through the staging slots.
         is_embedding: True for the units named in ``embedding_units``.
+        chunks: the pieces the unit is streamed in (one :class:`Chunk` unless chunked).
     """
 
     name: str
@@ -65,6 +66,7 @@ class UnitStore:
     is_embedding: bool
     step_views: list[torch.Tensor] = field(default_factory=list)
     home_views: tuple = ()
+    chunks: list["Chunk"] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -73,16 +75,18 @@ class UnitStore:
 
     @classmethod
     def build(cls, name: str, params: list[torch.nn.Parameter], *, home_device: torch.device,
-              pin: bool, staged: bool, is_embedding: bool) -> "UnitStore":
+              pin: bool, staged: bool, is_embedding: bool, chunk_bytes: int | None = None) -> "UnitStore":
         """Lay out and allocate (once) the flat state of one unit.
 
         Args:
             name: unit name.
-            params: its parameters (float32, bfloat16 or float16).
+            params: its parameters (float32, bfloat16 or float16; contiguous).
             home_device: where ``home`` lives (CPU for offloaded or CPU-only units).
             pin: pin ``home`` (only when CUDA exists: pinned memory makes the copies asynchronous).
             staged: whether the unit is streamed through device staging slots.
             is_embedding: whether the unit is an embeddings/head unit.
+            chunk_bytes: stream the unit in chunks of at most this many bytes of state (AdamW is
+                elementwise, so a chunk may end inside a parameter); None = one chunk.
 
         Returns:
             The store, zero-initialised (zero moments and steps, as torch's lazy state init).
@@ -102,13 +106,16 @@ class UnitStore:
         store = cls(name, list(params), offsets, master_offsets, n, m, home, steps, staged, is_embedding)
         store.step_views = [steps[j] for j in range(len(params))]  # 0-dim views, updated in place
         store.home_views = store.views(home)
+        floats_per_elem = 3 if m else 2
+        chunk_numel = None if chunk_bytes is None else max(1, chunk_bytes // (_F32 * floats_per_elem))
+        store.chunks = _split(store, chunk_numel)
         return store
 
     def views(self, buf: torch.Tensor) -> tuple[list, list, list]:
         """Per-parameter views into a flat buffer laid out like ``home``.
 
         Args:
-            buf: ``[>= 2N + M]`` fp32 (``home`` or a staging slot).
+            buf: ``[>= 2N + M]`` fp32 (``home``).
 
         Returns:
             ``(exp_avgs, exp_avg_sqs, masters)``, each a list with one tensor of the parameter's
@@ -126,6 +133,116 @@ class UnitStore:
     def nbytes(self) -> int:
         """Bytes of the flat state buffer (steps excluded)."""
         return self.size * _F32
+
+
+@dataclass
+class Chunk:
+    """A contiguous range ``[start, end)`` of a unit's parameter elements: what one slot holds.
+
+    Its state is three ranges of the unit's ``home`` (exp_avg, exp_avg_sq, master sections); in a
+    staging slot it is laid out ``[exp_avg (n) | exp_avg_sq (n) | master (m)]``.
+
+    Attributes:
+        unit: the owning unit.
+        name: ``"layer.3"``, or ``"layer.3[k]"`` when the unit has several chunks.
+        pieces: ``(j, s, e)``: elements ``s:e`` of the unit's parameter ``j``, in order.
+        start, end: the range in the unit's concatenated parameter elements.
+        m_start, m_end: the matching range of the unit's master section.
+    """
+
+    unit: UnitStore
+    name: str
+    pieces: list[tuple[int, int, int]]
+    start: int
+    end: int
+    m_start: int
+    m_end: int
+
+    @property
+    def size(self) -> int:
+        """Elements of the chunk's state, ``2n + m``."""
+        return 2 * (self.end - self.start) + (self.m_end - self.m_start)
+
+    @property
+    def staged(self) -> bool:
+        return self.unit.staged
+
+    @property
+    def is_embedding(self) -> bool:
+        return self.unit.is_embedding
+
+    def nbytes(self) -> int:
+        """Bytes of the chunk's state."""
+        return self.size * _F32
+
+    def home_parts(self) -> list[torch.Tensor]:
+        """The chunk's state in the unit's ``home``: 2 or 3 flat views (moments, then masters)."""
+        u, n = self.unit, self.unit.numel
+        parts = [u.home[self.start:self.end], u.home[n + self.start:n + self.end]]
+        if self.m_end > self.m_start:
+            parts.append(u.home[2 * n + self.m_start:2 * n + self.m_end])
+        return parts
+
+    def slot_parts(self, buf: torch.Tensor) -> list[torch.Tensor]:
+        """The same parts in a staging slot ``buf`` (laid out back to back)."""
+        out, o = [], 0
+        for h in self.home_parts():
+            out.append(buf[o:o + h.numel()])
+            o += h.numel()
+        return out
+
+    def views(self, buf: torch.Tensor | None) -> list[tuple]:
+        """Per piece: ``(j, s, e, exp_avg, exp_avg_sq, master or None)`` flat views.
+
+        Args:
+            buf: a staging slot holding this chunk, or None for the unit's ``home``.
+        """
+        u = self.unit
+        n, c = u.numel, self.end - self.start
+        out = []
+        for j, s, e in self.pieces:
+            a = u.offsets[j] + s - self.start  # position inside the chunk
+            mo = u.master_offsets[j]
+            if buf is None:
+                ea = u.home_views[0][j].view(-1)[s:e]
+                eas = u.home_views[1][j].view(-1)[s:e]
+                ms = None if mo is None else u.home_views[2][j].view(-1)[s:e]
+            else:
+                ea, eas = buf[a:a + e - s], buf[c + a:c + a + e - s]
+                ms = None if mo is None else buf[2 * c + mo + s - self.m_start:2 * c + mo + e - self.m_start]
+            out.append((j, s, e, ea, eas, ms))
+        return out
+
+    def trainable(self) -> bool:
+        """Whether any of its parameters requires grad now (i.e. may be updated this step)."""
+        return any(self.unit.params[j].requires_grad for j, _, _ in self.pieces)
+
+    def has_grad(self) -> bool:
+        """Whether any of its parameters has a gradient now."""
+        return any(self.unit.params[j].grad is not None for j, _, _ in self.pieces)
+
+
+def _split(unit: UnitStore, chunk_numel: int | None) -> list[Chunk]:
+    """Cut a unit's parameter elements into chunks of at most ``chunk_numel`` (None = one chunk)."""
+    bounds = [(0, unit.numel)] if chunk_numel is None else \
+        [(a, min(a + chunk_numel, unit.numel)) for a in range(0, unit.numel, chunk_numel)]
+    chunks = []
+    for k, (a, b) in enumerate(bounds):
+        pieces, m_start, m_end = [], None, None
+        for j, p in enumerate(unit.params):
+            o, n = unit.offsets[j], p.numel()
+            s, e = max(a, o) - o, min(b, o + n) - o
+            if s >= e:
+                continue
+            pieces.append((j, s, e))
+            mo = unit.master_offsets[j]
+            if mo is not None:
+                m_start = mo + s if m_start is None else m_start
+                m_end = mo + e
+        name = unit.name if len(bounds) == 1 else f"{unit.name}[{k}]"
+        m_start = m_start or 0
+        chunks.append(Chunk(unit, name, pieces, a, b, m_start, m_end if m_end is not None else m_start))
+    return chunks
 
 
 def validate_units(units, device) -> tuple[list[tuple[str, list[torch.nn.Parameter]]], torch.device]:
@@ -152,6 +269,9 @@ def validate_units(units, device) -> tuple[list[tuple[str, list[torch.nn.Paramet
             owner[id(p)] = name
             if p.dtype not in (torch.float32, *LOW_PRECISION):
                 raise ValueError(f"unit {name!r}: parameters must be float32, bfloat16 or float16, not {p.dtype}")
+            if not p.is_contiguous():
+                raise ValueError(f"unit {name!r}: parameter of shape {tuple(p.shape)} is not contiguous; "
+                                 "the engine updates flat views of parameters")
     first = next((p for _, ps in units for p in ps), None)
     dev = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -166,17 +286,13 @@ def validate_units(units, device) -> tuple[list[tuple[str, list[torch.nn.Paramet
     return units, dev
 
 
-def _trainable(store: UnitStore | None) -> bool:
-    return store is not None and any(p.requires_grad for p in store.params)
-
-
 class _Slot:
     """A preallocated device staging buffer, what it holds, and the events that order its reuse."""
 
     def __init__(self, buf: torch.Tensor, cuda: bool):
         self.buf = buf
         self.capacity = buf.numel()
-        self.unit: UnitStore | None = None
+        self.unit: Chunk | None = None  # the chunk it holds
         self.dirty = False  # holds state newer than the unit's host copy
         self.last_used = 0
         # loaded: recorded on the copy stream after a host->device fill (compute waits on it).
@@ -187,10 +303,10 @@ class _Slot:
 
 
 class StagingPipeline:
-    """Streams staged units' state through two (or three) device slots; see the module docstring.
+    """Streams staged chunks' state through two (or three) device slots; see the module docstring.
 
     Args:
-        stores: all unit stores; only those with ``staged=True`` go through the slots.
+        stores: every unit's chunks; only those of staged units go through the slots.
         device: the compute device.
         mode: ``"cuda"`` (streams and events), ``"simulate"`` (CPU slots with synchronous
             copies, used by the CPU tests to exercise the slot logic) or ``None`` (nothing staged).
@@ -199,7 +315,7 @@ class StagingPipeline:
         bytes_h2d, bytes_d2h: state bytes copied host->device and device->host so far.
     """
 
-    def __init__(self, stores: list[UnitStore], device: torch.device, mode: str | None):
+    def __init__(self, stores: list[Chunk], device: torch.device, mode: str | None):
         self.device, self.mode = device, mode
         self.cuda = mode == "cuda"
         self.slots: list[_Slot] = []
@@ -233,7 +349,7 @@ class StagingPipeline:
         return sum(s.capacity for s in self.slots) * _F32
 
     def units_on_device(self) -> list[str]:
-        """Names of the staged units whose state currently sits in a slot."""
+        """Names of the staged chunks whose state currently sits in a slot."""
         return [s.unit.name for s in self.slots if s.unit is not None]
 
     def begin(self) -> None:
@@ -244,7 +360,7 @@ class StagingPipeline:
         if self.cuda:
             self.copy_stream.wait_stream(torch.cuda.current_stream(self.device))
 
-    def _find(self, store: UnitStore) -> _Slot | None:
+    def _find(self, store: Chunk) -> _Slot | None:
         return next((s for s in self.slots if s.unit is store), None)
 
     def _write_back(self, slot: _Slot) -> None:
@@ -255,13 +371,15 @@ class StagingPipeline:
         if self.cuda:
             with torch.cuda.stream(self.copy_stream):
                 self.copy_stream.wait_event(slot.free)  # race (1): after the optimizer's writes
-                store.home.copy_(slot.buf[:store.size], non_blocking=True)
+                for dst, src in zip(store.home_parts(), store.slot_parts(slot.buf)):
+                    dst.copy_(src, non_blocking=True)
         else:
-            store.home.copy_(slot.buf[:store.size])
+            for dst, src in zip(store.home_parts(), store.slot_parts(slot.buf)):
+                dst.copy_(src)
         slot.dirty = False
         self.bytes_d2h += store.nbytes()
 
-    def _load(self, store: UnitStore, protect: UnitStore | None, required: bool) -> _Slot | None:
+    def _load(self, store: Chunk, protect: Chunk | None, required: bool) -> _Slot | None:
         self._clock += 1
         slot = self._find(store)
         if slot is None:
@@ -274,7 +392,8 @@ class StagingPipeline:
             # one, then one whose unit is frozen now (it will not be updated this step: the
             # layer-wise methods set requires_grad only on the active layers), then the least
             # recently used.
-            slot = min(free, key=lambda s: (s.capacity, s.unit is not None, _trainable(s.unit), s.last_used))
+            slot = min(free, key=lambda s: (s.capacity, s.unit is not None,
+                                     s.unit is not None and s.unit.trainable(), s.last_used))
             self._write_back(slot)  # evict: the previous occupant's newest state goes home first
             slot.unit = None  # in case a copy below raises: never leave a half-filled slot named
             if self.cuda:
@@ -282,35 +401,38 @@ class StagingPipeline:
                     if slot.free_recorded:
                         # races (2)+(3): compute must be done with the previous occupant.
                         self.copy_stream.wait_event(slot.free)
-                    slot.buf[:store.size].copy_(store.home, non_blocking=True)
+                    for dst, src in zip(store.slot_parts(slot.buf), store.home_parts()):
+                        dst.copy_(src, non_blocking=True)
                     slot.loaded.record(self.copy_stream)
             else:
-                slot.buf[:store.size].copy_(store.home)
+                for dst, src in zip(store.slot_parts(slot.buf), store.home_parts()):
+                    dst.copy_(src)
             slot.unit = store
             self.bytes_h2d += store.nbytes()
         slot.last_used = self._clock
         return slot
 
-    def prefetch(self, store: UnitStore | None, protect: UnitStore | None) -> None:
+    def prefetch(self, store: Chunk | None, protect: Chunk | None) -> None:
         """Start loading ``store``'s state into a slot other than ``protect``'s; no-op if unstaged."""
         if store is not None and store.staged and self.slots:
             self._load(store, protect, required=False)
 
-    def acquire(self, store: UnitStore) -> torch.Tensor:
-        """The flat state buffer to update ``store`` in, ready for the compute stream.
+    def acquire(self, store: Chunk) -> torch.Tensor | None:
+        """The staging slot to update ``store`` in, ready for the compute stream.
 
         Returns:
-            ``[2N + M]`` fp32: a staging slot view (offloaded unit) or ``store.home`` itself.
+            A slot view of ``store.size`` floats, or None when the chunk is not staged (update
+            it in its unit's ``home``).
         """
         if not store.staged or not self.slots:
-            return store.home
+            return None
         slot = self._load(store, None, required=True)
         if self.cuda:
             # A slot filled in an earlier step has its loaded event long done; waiting is free.
             torch.cuda.current_stream(self.device).wait_event(slot.loaded)
         return slot.buf[:store.size]
 
-    def release(self, store: UnitStore) -> None:
+    def release(self, store: Chunk) -> None:
         """After ``store``'s update was issued: its slot now holds the newest state (write-back later)."""
         if not store.staged or not self.slots:
             return

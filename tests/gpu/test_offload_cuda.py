@@ -299,3 +299,24 @@ def test_resume_on_cuda_is_bit_identical():
     run(range(10, 20), opt2, m2)
     for p, q in zip(m.parameters(), m2.parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_chunked_streaming_two_chunks_on_device_and_same_numbers(dtype):
+    """chunk_mb: every unit (the 4096 x 256 head too) streams through two small slots; with a slow
+    compute stream the copy stream must still wait for each chunk's update (races 1 and 2)."""
+    chunk_mb = 0.25
+    m, ref = make_model(dtype), CpuReference(dtype)
+    opt = LayerwiseOffloadAdamW(units_of(m), **HP, chunk_mb=chunk_mb)
+    assert opt.state_bytes()["device"] <= 2 * chunk_mb * 2**20
+    assert len(opt._stores[-1].chunks) > 4  # the head is split
+    on_device = []
+
+    def slow(name):
+        on_device.append(len(opt._pipe.units_on_device()))
+        torch.cuda._sleep(SLEEP_CYCLES // 10)
+
+    opt._before_update_hook = slow
+    run_synthetic(opt, m, ref, range(6))
+    assert max(on_device) <= 2
+    assert_matches(opt, m, ref)

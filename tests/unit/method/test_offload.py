@@ -27,6 +27,8 @@ MODES = {  # name -> extra constructor kwargs
     "inplace": {},
     "staged": {"_simulate_offload": True},
     "staged_resident_embed": {"_simulate_offload": True, "offload_embeddings": False},
+    # chunks of 1200 B of state (100 bf16 / 150 fp32 elements): chunks end inside parameters
+    "staged_chunked": {"_simulate_offload": True, "chunk_mb": 1200 / 2**20},
 }
 
 
@@ -359,3 +361,25 @@ def test_staging_slots_are_a_write_back_cache():
     assert not torch.equal(host_before, opt.state[layer0]["exp_avg"])
     opt.flush()  # nothing dirty: no copy
     assert opt.transfer_bytes()["d2h"] == seen[-1]["d2h"] + 2 * layer
+
+
+def test_chunked_staging_holds_two_chunks_whatever_the_unit_size():
+    m = make_model(torch.bfloat16)
+    chunk = 1200  # bytes of state: 100 bf16 elements (exp_avg, exp_avg_sq, master)
+    opt = engine(m, _simulate_offload=True, chunk_mb=chunk / 2**20)
+    sizes = {s.name: len(s.chunks) for s in opt._stores}
+    # every unit is larger than a chunk: the head (544 elements) alone is 6 chunks
+    assert sizes["head"] == 6 and sizes["embed"] == 6 and sizes["layer.0"] == 3
+    assert opt.state_bytes()["device"] == 2 * chunk
+    on_device = []
+    opt._before_update_hook = lambda name: on_device.append(opt._pipe.units_on_device())
+    seen = [opt.transfer_bytes()]
+    train(m, opt, opt, range(6), check=lambda *_: seen.append(opt.transfer_bytes()))
+    assert max(len(x) for x in on_device) <= 2
+    assert opt.max_device_state_bytes == 2 * chunk
+    # More chunks than slots: each step streams every updated unit in (embed, 2 layers, head).
+    updated = 3 * sum(p.numel() for p in [*m.embed.parameters(), *m.head.parameters()]) * 4 \
+        + 2 * 3 * sum(p.numel() for p in m.layers[0].parameters()) * 4
+    assert [b["h2d"] - a["h2d"] for a, b in zip(seen, seen[1:])] == [updated] * 6
+    with pytest.raises(ConfigError, match="offload_chunk_mb must be positive"):
+        engine(m, chunk_mb=0)
