@@ -15,8 +15,9 @@ docs/memory.md states every formula; in short:
   parameter's first update, plus a 4-byte float32 ``step`` tensor per parameter tensor (on the
   host on CUDA). The offload engine (:mod:`grass.method.offload`): one fp32 buffer per unit,
   ``2N + M`` floats (M = fp32 master copies of bf16 weights), allocated for every unit at
-  construction, plus the 4-byte steps; on CUDA two layer-sized staging slots (+ one for the
-  embeddings/head when larger) are on the device and the rest in pinned host memory.
+  construction, plus the 4-byte steps; on CUDA two layer-sized staging slots plus one per
+  embeddings/head unit (or, chunked, two chunk-sized slots) are on the device and the rest in
+  pinned host memory.
 * Activations are an analytic estimate (bytes saved for backward per token and layer, plus the
   fp32 log-softmax peak of the loss); see :func:`activation_bytes` and docs/memory.md.
 
@@ -249,8 +250,8 @@ def _offload(units: list[tuple[list[Tensor], bool]], w: int, device: str, offloa
     Every unit owns ``2N + M`` fp32 (M = N for bf16 weights: the fp32 master copy), allocated at
     construction; steps are 4 bytes per tensor in host memory. CPU: nothing is offloaded, all
     counts as device. CUDA: staged units live in pinned host memory and pass through two staging
-    slots sized to the largest layer (plus one for the embeddings/head when those are larger);
-    with ``chunk_mb`` a slot holds one chunk of at most that many MiB instead of a whole unit.
+    slots sized to the largest layer plus one slot per embeddings/head unit; with ``chunk_mb``,
+    through two slots of one chunk (at most that many MiB) each.
     """
     per = 2 if w == F32 else 3  # fp32 floats of state per parameter element
     chunk = None if chunk_mb is None else max(1, int(chunk_mb * 2**20) // (F32 * per))
@@ -263,11 +264,9 @@ def _offload(units: list[tuple[list[Tensor], bool]], w: int, device: str, offloa
     resident = sum(z for z, emb, _ in sizes if not (offload_embeddings or not emb))
     # a slot holds a whole unit, or its largest chunk: min(chunk, unit) elements
     live = [(z if chunk is None else per * min(chunk, z // per), emb) for z, emb in staged if z > 0]
-    cap_layer = max((z for z, emb in live if not emb), default=0)
-    cap_emb = max((z for z, emb in live if emb), default=0)
-    caps = [] if not live else ([cap_layer] * 2 if cap_layer else [cap_emb] * 2)
-    if cap_layer and cap_emb > cap_layer:
-        caps.append(cap_emb)
+    from grass.method.offload_buffers import slot_capacities  # the engine's own rule
+
+    caps = slot_capacities(live, chunked=chunk is not None)
     return F32 * (sum(caps) + resident), F32 * sum(z for z, _ in staged) + steps
 
 

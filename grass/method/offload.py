@@ -111,7 +111,8 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             self._stores.append(UnitStore.build(name, ps, home_device=home, pin=cuda and staged,
                                                 staged=staged, is_embedding=is_emb, chunk_bytes=chunk_bytes))
         self.chunk_mb = chunk_mb
-        self._pipe = StagingPipeline([c for s in self._stores for c in s.chunks], dev, mode)
+        self._pipe = StagingPipeline([c for s in self._stores for c in s.chunks], dev, mode,
+                                     chunked=chunk_mb is not None)
         for s in self._stores:  # torch-style per-parameter views of the home state, for introspection
             for j, (p, a, b2, w) in enumerate(zip(s.params, *s.home_views)):
                 self.state[p] = {"step": s.step_views[j], "exp_avg": a, "exp_avg_sq": b2,

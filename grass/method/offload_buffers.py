@@ -6,10 +6,10 @@ Two pieces (DESIGN section 2.7):
   flat fp32 buffer allocated once: ``[exp_avg (N) | exp_avg_sq (N) | master (M)]`` where N is the
   unit's parameter count and M the count of its bf16/fp16 parameters (their fp32 master weights).
   Per-parameter step counts live in a small CPU tensor, as in ``torch.optim.AdamW``.
-* :class:`StagingPipeline` -- moves a unit's flat buffer host->device before its update, through
-  a fixed set of preallocated device staging slots (two sized to the largest layer, plus one for
-  the embeddings/head when those are larger), on a persistent side stream, ordered by CUDA
-  events only. The slots are a write-back cache: after an update the slot holds the newest state
+* :class:`StagingPipeline` -- moves a unit's (or a chunk's) state host->device before its update,
+  through a fixed set of preallocated device staging slots (two sized to the largest layer plus
+  one per embeddings/head unit; chunked: two chunk-sized slots, see :func:`slot_capacities`), on
+  a persistent side stream, ordered by CUDA events only. The slots are a write-back cache: after an update the slot holds the newest state
   and is only copied back to host memory when the slot is needed for another unit (a layer
   switch), or on :meth:`StagingPipeline.flush` (checkpoints). While the active layers fit in the
   slots (GRASS's default of two), steps between switches move nothing; each switch moves the
@@ -286,6 +286,26 @@ def validate_units(units, device) -> tuple[list[tuple[str, list[torch.nn.Paramet
     return units, dev
 
 
+def slot_capacities(sizes: list[tuple[int, bool]], chunked: bool) -> list[int]:
+    """Floats of each device staging slot, from the staged chunks' ``(size, is_embedding)``.
+
+    Two slots sized to the largest layer chunk give double buffering (prefetch i+1 while i
+    updates, the paper's overlap). Whole units: each embeddings/head unit gets a slot of its own,
+    so the trained-every-step units never evict the active layers and nothing moves between
+    layer switches. Chunked: the embeddings/head chunks share the layer slots (one slot of their
+    own only when larger), so the device holds two chunks.
+    """
+    cap_layer = max((z for z, emb in sizes if not emb), default=0)
+    embed = [z for z, emb in sizes if emb]
+    if not chunked:
+        return ([cap_layer, cap_layer] if cap_layer else []) + embed
+    cap_embed = max(embed, default=0)
+    caps = [cap_layer, cap_layer] if cap_layer else ([cap_embed, cap_embed] if cap_embed else [])
+    if cap_layer and cap_embed > cap_layer:
+        caps.append(cap_embed)
+    return caps
+
+
 class _Slot:
     """A preallocated device staging buffer, what it holds, and the events that order its reuse."""
 
@@ -303,19 +323,20 @@ class _Slot:
 
 
 class StagingPipeline:
-    """Streams staged chunks' state through two (or three) device slots; see the module docstring.
+    """Streams staged chunks' state through the device staging slots; see the module docstring.
 
     Args:
         stores: every unit's chunks; only those of staged units go through the slots.
         device: the compute device.
         mode: ``"cuda"`` (streams and events), ``"simulate"`` (CPU slots with synchronous
             copies, used by the CPU tests to exercise the slot logic) or ``None`` (nothing staged).
+        chunked: the units are streamed in chunks (slot sizes: :func:`slot_capacities`).
 
     Attributes:
         bytes_h2d, bytes_d2h: state bytes copied host->device and device->host so far.
     """
 
-    def __init__(self, stores: list[Chunk], device: torch.device, mode: str | None):
+    def __init__(self, stores: list[Chunk], device: torch.device, mode: str | None, chunked: bool = False):
         self.device, self.mode = device, mode
         self.cuda = mode == "cuda"
         self.slots: list[_Slot] = []
@@ -327,14 +348,7 @@ class StagingPipeline:
         staged = [s for s in stores if s.staged and s.size > 0]
         if not staged or mode is None:
             return
-        cap_layer = max((s.size for s in staged if not s.is_embedding), default=0)
-        cap_embed = max((s.size for s in staged if s.is_embedding), default=0)
-        # Two layer-sized slots give double buffering (prefetch i+1 while i updates, paper's
-        # overlap); the embeddings/head, often far larger than a layer, get one slot of their own
-        # instead of inflating both, so the device holds at most two layers + embeddings/head.
-        caps = [cap_layer, cap_layer] if cap_layer else [cap_embed, cap_embed]
-        if cap_layer and cap_embed > cap_layer:
-            caps.append(cap_embed)
+        caps = slot_capacities([(s.size, s.is_embedding) for s in staged], chunked)
         slot_device = device if self.cuda else torch.device("cpu")
         for cap in caps:
             # NaN-filled so that reading a slot before its fill completes shows up in the tests.
