@@ -66,10 +66,11 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def write_result(run_dir: str | os.PathLike, result: dict) -> None:
-    """Write ``result.json`` atomically (the run's last act)."""
-    result = {"schema_version": SCHEMA_VERSION, **result}
-    atomic_write_text(Path(run_dir) / RESULT, json.dumps(_clean(result), indent=2, sort_keys=True) + "\n")
+def write_result(run_dir: str | os.PathLike, result: dict) -> dict:
+    """Write ``result.json`` atomically (the run's last act); return what was written."""
+    result = _clean({"schema_version": SCHEMA_VERSION, **result})
+    atomic_write_text(Path(run_dir) / RESULT, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
 
 
 def read_result(run_dir: str | os.PathLike) -> dict | None:

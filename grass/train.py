@@ -127,8 +127,10 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
         GrassError: bad input, found before the run directory is created.
     """
     run_dir = run_dir_for(cfg)
+    world = dist.world_size if dist is not None else 1
     done = read_result(run_dir)
     if done is not None and done.get("status") == "success":
+        _check_same_world(run_dir, done.get("train/world_size", 1), world, "finished")
         log.info("run %s is already finished: %s", run_id(cfg), run_dir)
         return (done, None) if return_model else done
     is_main = dist is None or dist.rank == 0
@@ -175,6 +177,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
          on_step_end=None, wandb=None):
     tc = cfg.train
     is_main = dist is None or dist.rank == 0
+    world = dist.world_size if dist else 1
     model.to(device)
     if tc.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -186,11 +189,12 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
 
     dataset = TrainDataset(examples, tokenizer, tc.seq_len)
     stream = BatchStream(dataset, tc.batch_size, cfg.seed, cfg.data.shuffle, Collator(tokenizer.pad_token_id),
-                         rank=dist.rank if dist else 0, world=dist.world_size if dist else 1)
+                         rank=dist.rank if dist else 0, world=world)
 
     start_step = 0
     if ckpt.has_checkpoint(run_dir):
         state = ckpt.load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method)
+        _check_same_world(run_dir, state.get("extra", {}).get("world_size", 1), world, "checkpointed")
         start_step, stream.position = state["step"], state["data_position"]
         log.info("resumed %s at step %d", run_dir.name, start_step)
     metrics = MetricsWriter(run_dir, resume_step=start_step if start_step else None) if is_main else None
@@ -199,7 +203,6 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if tc.precision == "bf16" else contextlib.nullcontext()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    world = dist.world_size if dist else 1
     if is_main:
         log.info("global batch = %d x %d processes x %d accumulation = %d examples", tc.batch_size, world,
                  tc.grad_accum, tc.batch_size * world * tc.grad_accum)
@@ -274,7 +277,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
             stop = dist.any(stop)  # a signal seen by one rank stops all of them at the same step
         if (save_now or stop) and is_main:
             ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
-                                 step=next_step, data_position=stream.position)
+                                 step=next_step, data_position=stream.position, extra={"world_size": world})
         if stop:
             if dist is not None:
                 dist.barrier()
@@ -311,7 +314,8 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         if wandb is not None:
             wandb.log_summary(result)
             wandb.finish()
-        write_result(run_dir, result)  # last: a run with result.json 'success' is complete
+        # last: a run with result.json 'success' is complete; return exactly what a re-run reads
+        result = write_result(run_dir, result)
         ckpt.remove_checkpoint(run_dir)
     if dist is not None:
         dist.barrier()
@@ -340,3 +344,16 @@ def _wandb_logger(cfg: RunConfig, run_dir: Path):
     from grass.wandb_log import WandbLogger
 
     return WandbLogger(cfg, run_dir)
+
+
+def _check_same_world(run_dir: Path, recorded: int, world: int, what: str) -> None:
+    """A run id does not include the process count (``train.batch_size`` is per process), so a
+    finished or checkpointed run from another world size must not be reused silently.
+
+    Raises:
+        GrassError: the recorded world size differs from this launch's.
+    """
+    if int(recorded) != world:
+        raise GrassError(f"run {run_dir.name} in {run_dir.parent} was {what} with {recorded} process(es) and this "
+                         f"launch has {world}: the global batch differs. Use another log.experiment or "
+                         f"log.run_id to keep both, or launch with {recorded} process(es)")
