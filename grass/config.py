@@ -114,7 +114,8 @@ class RunConfig:
 _NOT_IN_RUN_ID = ("log",)
 # Fields added after runs were first recorded: left out of the run id while at their default, so
 # adding a field never changes the id (and so never re-runs) a finished run.
-_ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): None}
+_ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): None,
+                ("method", "offload_fp32_state"): True}
 
 
 def _schema_keys(cls: type) -> dict[str, Any]:

@@ -41,6 +41,9 @@ class LayerwiseConfig(MethodConfig):
     offload_chunk_mb: Optional[float] = field(default=None, metadata={
         "help": "offload: stream the state in chunks of this many MiB (two on the device, whatever a layer's "
                 "size; state moves every step); null = whole layers, moved only at switches"})
+    offload_fp32_state: bool = field(default=True, metadata={
+        "help": "offload: fp32 moments + fp32 master weights for bf16 weights (12 B/param); false: state in the "
+                "weights' dtype, no master (torch AdamW on bf16 weights, as lisa/reset keeps it: 4 B/param)"})
     overlap: str = field(default="step", metadata={"help": "offload: step (update layer by layer at optimizer.step) "
                                                            "| backward (update each layer during backward)"})
 
@@ -95,7 +98,8 @@ class LayerwiseMethod(FinetuneMethod):
                 self.units(), lr=tc.lr, betas=(tc.adam_beta1, tc.adam_beta2), eps=tc.adam_eps,
                 weight_decay=tc.weight_decay, device=next(model.parameters()).device,
                 offload_embeddings=self.cfg.offload_embeddings, overlap=self.cfg.overlap,
-                grad_accum=tc.grad_accum, max_grad_norm=tc.max_grad_norm, chunk_mb=self.cfg.offload_chunk_mb)
+                grad_accum=tc.grad_accum, max_grad_norm=tc.max_grad_norm, chunk_mb=self.cfg.offload_chunk_mb,
+                fp32_state=self.cfg.offload_fp32_state)
             if self.cfg.overlap == "backward":
                 from grass.distributed import ddp_active
 

@@ -30,6 +30,9 @@ def add_commands(subparsers) -> None:
                    help="lisa/grass optimizer state across switches (overrides --offload)")
     p.add_argument("--offload-chunk-mb", type=float, default=None,
                    help="offload: stream optimizer state in chunks of this many MiB (default: whole layers)")
+    p.add_argument("--offload-fp32-state", action=argparse.BooleanOptionalAction, default=True,
+                   help="offload: fp32 moments + fp32 master weights (default); --no-offload-fp32-state: "
+                        "state in the weights' dtype")
     p.add_argument("--lora-rank", type=int, default=8, help="LoRA/DoRA rank (default 8)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                    help="where training runs (cpu: what a CPU run's byte accounting reports)")
@@ -45,7 +48,7 @@ def run(args) -> int:
             raise GrassError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     kw = dict(precision=args.precision, seq_len=args.seq_len, batch=args.batch, grad_ckpt=args.grad_ckpt,
               n_active_layers=args.n_active_layers, device=args.device, lora_rank=args.lora_rank,
-              offload_chunk_mb=args.offload_chunk_mb)
+              offload_chunk_mb=args.offload_chunk_mb, offload_fp32_state=args.offload_fp32_state)
     if args.offload_chunk_mb is not None and not args.offload_chunk_mb > 0:
         raise GrassError(f"--offload-chunk-mb must be positive, got {args.offload_chunk_mb}")
     if args.method == "all":

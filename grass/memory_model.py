@@ -244,30 +244,33 @@ def _adamw(sizes: list[tuple[int, int]], device: str) -> tuple[int, int]:
 
 
 def _offload(units: list[tuple[list[Tensor], bool]], w: int, device: str, offload_embeddings: bool,
-             chunk_mb: float | None = None) -> tuple[int, int]:
+             chunk_mb: float | None = None, fp32_state: bool = True) -> tuple[int, int]:
     """:class:`grass.method.offload.LayerwiseOffloadAdamW` state: ``(device, host)`` bytes.
 
     Every unit owns ``2N + M`` fp32 (M = N for bf16 weights: the fp32 master copy), allocated at
-    construction; steps are 4 bytes per tensor in host memory. CPU: nothing is offloaded, all
-    counts as device. CUDA: staged units live in pinned host memory and pass through two staging
-    slots sized to the largest layer plus one slot per embeddings/head unit; with ``chunk_mb``,
-    through two slots of one chunk (at most that many MiB) each.
+    construction; ``fp32_state=False``: ``2N`` in the weights' dtype. Steps are 4 bytes per tensor
+    in host memory. CPU: nothing is offloaded, all counts as device. CUDA: staged units live in
+    pinned host memory and pass through two staging slots sized to the largest layer plus one
+    slot per embeddings/head unit; with ``chunk_mb``, through two slots of one chunk (at most that
+    many MiB) each.
     """
-    per = 2 if w == F32 else 3  # fp32 floats of state per parameter element
-    chunk = None if chunk_mb is None else max(1, int(chunk_mb * 2**20) // (F32 * per))
-    sizes = [(per * sum(t.numel for t in ts), emb, len(ts)) for ts, emb in units]
+    from grass.method.offload_buffers import slot_capacities  # the engine's own rule
+
+    # state bytes per parameter element: fp32 moments (+ fp32 master of bf16 weights), or two
+    # moments in the weights' dtype
+    per = (2 * F32 + (F32 if w != F32 else 0)) if fp32_state else 2 * w
+    chunk = None if chunk_mb is None else max(1, int(chunk_mb * 2**20) // per)
+    sizes = [(sum(t.numel for t in ts), emb, len(ts)) for ts, emb in units]  # elements
     steps = F32 * sum(n for _, _, n in sizes)
-    total = F32 * sum(z for z, _, _ in sizes)
+    total = per * sum(z for z, _, _ in sizes)
     if device == "cpu":
         return total + steps, 0
     staged = [(z, emb) for z, emb, _ in sizes if offload_embeddings or not emb]
-    resident = sum(z for z, emb, _ in sizes if not (offload_embeddings or not emb))
+    resident = per * sum(z for z, emb, _ in sizes if not (offload_embeddings or not emb))
     # a slot holds a whole unit, or its largest chunk: min(chunk, unit) elements
-    live = [(z if chunk is None else per * min(chunk, z // per), emb) for z, emb in staged if z > 0]
-    from grass.method.offload_buffers import slot_capacities  # the engine's own rule
-
+    live = [(z if chunk is None else min(chunk, z), emb) for z, emb in staged if z > 0]
     caps = slot_capacities(live, chunked=chunk is not None)
-    return F32 * (sum(caps) + resident), F32 * sum(z for z, _ in staged) + steps
+    return per * sum(caps) + resident, per * sum(z for z, _ in staged) + steps
 
 
 # ------------------------------------------------------------------------------------- prediction
@@ -320,7 +323,8 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             grad_ckpt: bool = False, n_active_layers: int = 2, state_policy: str | None = None,
             offload: bool | None = None, device: str = "cuda", lora_rank: int = 8, lora_dropout: float = 0.05,
             train_embeddings: bool = True, train_head: bool = True, visited_layers: int | None = None,
-            offload_embeddings: bool = True, offload_chunk_mb: float | None = None, padded: bool = True,
+            offload_embeddings: bool = True, offload_chunk_mb: float | None = None,
+            offload_fp32_state: bool = True, padded: bool = True,
             cache_dir: str | None = None) -> Prediction:
     """Predict the memory of fine-tuning ``model`` with ``method`` (no weights are loaded).
 
@@ -341,6 +345,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             worst case the state grows to).
         offload_embeddings: the offload engine streams embeddings/head state too.
         offload_chunk_mb: the offload engine streams state in chunks of this many MiB (None: whole units).
+        offload_fp32_state: the offload engine keeps fp32 moments + masters (False: the weights' dtype).
 
     Raises:
         GrassError: unknown method / precision / policy, or gamma out of range.
@@ -394,7 +399,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         if policy == "offload":
             units = ([(P["embed"], True)] if train_embeddings else []) + [(P["layer"], False)] * L
             units += [(P["head"], True)] if train_head else []
-            opt = _offload(units, w, device, offload_embeddings, offload_chunk_mb)
+            opt = _offload(units, w, device, offload_embeddings, offload_chunk_mb, offload_fp32_state)
         else:
             n_state = gamma if policy == "reset" else min(L, max(gamma, visited_layers or L))
             opt = _adamw([(t.numel, w) for t in always] + layer_sz * n_state, device)

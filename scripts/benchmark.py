@@ -50,6 +50,9 @@ SETUPS = {
     "lisa-offload": ("lisa", ["method.state_policy=offload"], {"state_policy": "offload"}),
     "grass-offload": ("grass", ["method.state_policy=offload"], {"state_policy": "offload"}),
     "grass-reset": ("grass", ["method.state_policy=reset"], {"state_policy": "reset"}),
+    # state in the weights' dtype (bf16 moments, no fp32 master): lisa/reset's bytes on the device
+    "grass-offload-bf16": ("grass", ["method.state_policy=offload", "method.offload_fp32_state=false"],
+                           {"state_policy": "offload", "offload_fp32_state": False}),
     # state streamed in 16 MiB chunks: two on the device, moved every step (memory over speed)
     "grass-offload-chunked": ("grass", ["method.state_policy=offload", "method.offload_chunk_mb=16"],
                               {"state_policy": "offload", "offload_chunk_mb": 16}),

@@ -10,7 +10,8 @@ both ``grass`` and ``lisa``. It is a drop-in ``torch.optim.Optimizer``:
   stay in host memory and resume when the layer is drawn again;
 * the math is ``torch.optim.AdamW`` (it calls torch's functional ``adam`` with
   ``decoupled_weight_decay=True``), per-parameter step counts, parameters whose ``.grad`` is None
-  untouched; bf16/fp16 parameters are updated through an fp32 master copy kept with the state;
+  untouched; bf16/fp16 parameters are updated through an fp32 master copy kept with the state
+  (``fp32_state=False``: bf16 moments and no master, torch AdamW's numerics on bf16 weights);
 * on CUDA, ``step()`` prefetches unit i+1's state on a side stream while unit i updates, ordered
   by events only (:mod:`grass.method.offload_buffers`); the staging slots are a write-back cache,
   so a unit's state goes back to host memory when its slot is needed for another unit (a layer
@@ -57,6 +58,9 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             device at once, however large a layer or the embeddings are; every step then moves
             its units' state both ways). None: whole units, and the slots act as a write-back
             cache (state moves only at layer switches while the active layers fit in two slots).
+        fp32_state: fp32 moments and fp32 master weights for bf16/fp16 parameters (12 B per
+            parameter); False: moments in the parameters' dtype, no master, i.e. exactly
+            ``torch.optim.AdamW`` on the parameters as they are (4 B per bf16 parameter).
         foreach: use torch's multi-tensor AdamW kernels; default: on CUDA only (on CPU the
             single-tensor path matches ``torch.optim.AdamW(foreach=False)`` bit for bit).
         _simulate_offload: tests only -- on a CPU, stage units through CPU "device" slots with
@@ -83,7 +87,7 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
                  device: torch.device | str | None = None, offload_embeddings: bool = True,
                  overlap: str = "step", embedding_units: tuple[str, ...] = ("embed", "head"),
                  grad_accum: int = 1, max_grad_norm: float = 0.0, foreach: bool | None = None,
-                 chunk_mb: float | None = None, _simulate_offload: bool = False):
+                 chunk_mb: float | None = None, fp32_state: bool = True, _simulate_offload: bool = False):
         _check_overlap(overlap, grad_accum, max_grad_norm)
         if chunk_mb is not None and not chunk_mb > 0:
             raise ConfigError(f"method.offload_chunk_mb must be positive or null, got {chunk_mb}")
@@ -109,7 +113,8 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             home = torch.device("cpu") if (staged or not cuda) else dev
             chunk_bytes = int(chunk_mb * 2**20) if (chunk_mb is not None and staged) else None
             self._stores.append(UnitStore.build(name, ps, home_device=home, pin=cuda and staged,
-                                                staged=staged, is_embedding=is_emb, chunk_bytes=chunk_bytes))
+                                                staged=staged, is_embedding=is_emb, chunk_bytes=chunk_bytes,
+                                                fp32_state=fp32_state))
         self.chunk_mb = chunk_mb
         self._pipe = StagingPipeline([c for s in self._stores for c in s.chunks], dev, mode,
                                      chunked=chunk_mb is not None)

@@ -3,8 +3,10 @@
 Two pieces (DESIGN section 2.7):
 
 * :class:`UnitStore` -- one unit's (one decoder layer's, or the embeddings') AdamW state in ONE
-  flat fp32 buffer allocated once: ``[exp_avg (N) | exp_avg_sq (N) | master (M)]`` where N is the
+  flat buffer allocated once: ``[exp_avg (N) | exp_avg_sq (N) | master (M)]`` where N is the
   unit's parameter count and M the count of its bf16/fp16 parameters (their fp32 master weights).
+  fp32 by default; with ``fp32_state=False`` the state of bf16 weights is bf16 and has no master
+  (torch AdamW's numerics on bf16 weights, a third of the bytes).
   Per-parameter step counts live in a small CPU tensor, as in ``torch.optim.AdamW``.
 * :class:`StagingPipeline` -- moves a unit's (or a chunk's) state host->device before its update,
   through a fixed set of preallocated device staging slots (two sized to the largest layer plus
@@ -33,7 +35,6 @@ from dataclasses import dataclass, field
 import torch
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
-_F32 = 4  # bytes per fp32 element
 
 
 @dataclass
@@ -47,7 +48,8 @@ class UnitStore:
         master_offsets: start of each parameter's fp32 master slice (None for fp32 parameters).
         numel: N, total elements of the unit's parameters.
         n_master: M, total elements of its low-precision parameters.
-        home: ``[2N + M]`` fp32 -- pinned host memory when offloaded, device memory when resident.
+        home: ``[2N + M]`` of the state dtype -- pinned host memory when offloaded, device memory
+            when resident.
         steps: ``[len(params)]`` fp32 CPU step counts (one per parameter, like torch's ``step``).
         staged: True when ``home`` is host memory streamed through the staging slots.
         is_embedding: True for the units named in ``embedding_units``.
@@ -75,7 +77,8 @@ class UnitStore:
 
     @classmethod
     def build(cls, name: str, params: list[torch.nn.Parameter], *, home_device: torch.device,
-              pin: bool, staged: bool, is_embedding: bool, chunk_bytes: int | None = None) -> "UnitStore":
+              pin: bool, staged: bool, is_embedding: bool, chunk_bytes: int | None = None,
+              fp32_state: bool = True) -> "UnitStore":
         """Lay out and allocate (once) the flat state of one unit.
 
         Args:
@@ -87,27 +90,36 @@ class UnitStore:
             is_embedding: whether the unit is an embeddings/head unit.
             chunk_bytes: stream the unit in chunks of at most this many bytes of state (AdamW is
                 elementwise, so a chunk may end inside a parameter); None = one chunk.
+            fp32_state: fp32 moments (+ fp32 masters of bf16/fp16 weights); False: moments in
+                the parameters' dtype and no master (the unit's parameters must share a dtype).
 
         Returns:
             The store, zero-initialised (zero moments and steps, as torch's lazy state init).
         """
+        dtypes = {p.dtype for p in params}
+        state_dtype = torch.float32
+        if not fp32_state and dtypes:
+            if len(dtypes) > 1:
+                raise ValueError(f"unit {name!r} mixes parameter dtypes {sorted(map(str, dtypes))}; state in the "
+                                 "parameters' dtype needs one dtype per unit (use fp32 state)")
+            state_dtype = dtypes.pop()
         offsets, master_offsets, n, m = [], [], 0, 0
         for p in params:
             offsets.append(n)
             n += p.numel()
-            if p.dtype in LOW_PRECISION:
+            if p.dtype in LOW_PRECISION and state_dtype == torch.float32:
                 master_offsets.append(m)
                 m += p.numel()
             else:
                 master_offsets.append(None)
-        home = torch.zeros(2 * n + m, dtype=torch.float32, device=home_device,
+        home = torch.zeros(2 * n + m, dtype=state_dtype, device=home_device,
                            pin_memory=pin and home_device.type == "cpu")
         steps = torch.zeros(len(params), dtype=torch.float32)
         store = cls(name, list(params), offsets, master_offsets, n, m, home, steps, staged, is_embedding)
         store.step_views = [steps[j] for j in range(len(params))]  # 0-dim views, updated in place
         store.home_views = store.views(home)
-        floats_per_elem = 3 if m else 2
-        chunk_numel = None if chunk_bytes is None else max(1, chunk_bytes // (_F32 * floats_per_elem))
+        per_elem = (3 if m else 2) * home.element_size()
+        chunk_numel = None if chunk_bytes is None else max(1, chunk_bytes // per_elem)
         store.chunks = _split(store, chunk_numel)
         return store
 
@@ -132,7 +144,7 @@ class UnitStore:
 
     def nbytes(self) -> int:
         """Bytes of the flat state buffer (steps excluded)."""
-        return self.size * _F32
+        return self.size * self.home.element_size()
 
 
 @dataclass
@@ -173,7 +185,7 @@ class Chunk:
 
     def nbytes(self) -> int:
         """Bytes of the chunk's state."""
-        return self.size * _F32
+        return self.size * self.unit.home.element_size()
 
     def home_parts(self) -> list[torch.Tensor]:
         """The chunk's state in the unit's ``home``: 2 or 3 flat views (moments, then masters)."""
@@ -348,11 +360,16 @@ class StagingPipeline:
         staged = [s for s in stores if s.staged and s.size > 0]
         if not staged or mode is None:
             return
+        dtypes = {s.unit.home.dtype for s in staged}
+        if len(dtypes) > 1:
+            raise ValueError(f"offloaded units keep state in several dtypes {sorted(map(str, dtypes))}; the staging "
+                             "slots need one (use fp32 state, or give every unit the same parameter dtype)")
+        dtype = dtypes.pop()
         caps = slot_capacities([(s.size, s.is_embedding) for s in staged], chunked)
         slot_device = device if self.cuda else torch.device("cpu")
         for cap in caps:
             # NaN-filled so that reading a slot before its fill completes shows up in the tests.
-            buf = torch.full((cap,), float("nan"), dtype=torch.float32, device=slot_device)
+            buf = torch.full((cap,), float("nan"), dtype=dtype, device=slot_device)
             if self.cuda:
                 buf.record_stream(self.copy_stream)  # race (2): used on the copy stream too
             self.slots.append(_Slot(buf, self.cuda))
@@ -360,7 +377,7 @@ class StagingPipeline:
     @property
     def staging_bytes(self) -> int:
         """Bytes of device memory held by the staging slots."""
-        return sum(s.capacity for s in self.slots) * _F32
+        return sum(s.capacity * s.buf.element_size() for s in self.slots)
 
     def units_on_device(self) -> list[str]:
         """Names of the staged chunks whose state currently sits in a slot."""

@@ -213,10 +213,11 @@ def test_exact_bytes_smollm2(tmp_path):
         assert abs(p.activations / got - 1) < 0.15, (method, gc, p.activations, got)
 
 
+@pytest.mark.parametrize("fp32_state", [True, False], ids=["fp32state", "paramstate"])
 @pytest.mark.parametrize("chunk_mb", [None, 0.05, 1.0], ids=["whole", "chunk50k", "chunk1M"])
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-gpt2"])
 @pytest.mark.parametrize("dtype,precision", [("float32", "fp32"), ("bfloat16", "bf16")])
-def test_offload_device_host_split_as_on_cuda(model, dtype, precision, chunk_mb):
+def test_offload_device_host_split_as_on_cuda(model, dtype, precision, chunk_mb, fp32_state):
     # The engine's simulate mode stages through CPU slots exactly as on CUDA, so the predicted
     # CUDA split (two layer-sized slots (+ embeddings/head slot) on the device, the rest + steps on
     # the host) is checked here without a GPU.
@@ -227,7 +228,8 @@ def test_offload_device_host_split_as_on_cuda(model, dtype, precision, chunk_mb)
     cfg = load_config(None, ["method.name=grass", f"model.name={model}", "log.wandb=disabled"])
     m = get_method("grass")(cfg.method, cfg)
     net = m.prepare(load_model(model, dtype)[0])
-    opt = LayerwiseOffloadAdamW(m.units(), lr=1e-3, _simulate_offload=True, chunk_mb=chunk_mb)
-    p = predict(model, "grass", precision=precision, device="cuda", state_policy="offload", offload_chunk_mb=chunk_mb)
+    opt = LayerwiseOffloadAdamW(m.units(), lr=1e-3, _simulate_offload=True, chunk_mb=chunk_mb, fp32_state=fp32_state)
+    p = predict(model, "grass", precision=precision, device="cuda", state_policy="offload", offload_chunk_mb=chunk_mb,
+                offload_fp32_state=fp32_state)
     assert opt.state_bytes() == {"device": p.optimizer_device, "host": p.optimizer_host}
     del net

@@ -389,3 +389,24 @@ def test_chunked_staging_holds_two_chunks_whatever_the_unit_size():
     assert [b["h2d"] - a["h2d"] for a, b in zip(seen, seen[1:])] == [updated] * 6
     with pytest.raises(ConfigError, match="offload_chunk_mb must be positive"):
         engine(m, chunk_mb=0)
+
+
+@pytest.mark.parametrize("extra", [{}, {"_simulate_offload": True}, {"_simulate_offload": True, "chunk_mb": 600 / 2**20}],
+                         ids=["inplace", "staged", "staged_chunked"])
+def test_state_in_parameter_dtype_is_torch_adamw_on_bf16_weights(extra):
+    """fp32_state=False: bf16 moments, no master -- torch.optim.AdamW applied to the bf16 weights."""
+    m, twin = make_model(torch.bfloat16), make_model(torch.bfloat16)
+    opt = engine(m, fp32_state=False, **extra)
+    ref = torch.optim.AdamW(twin.parameters(), **HP, foreach=False)
+    _, got = train(m, opt, opt, range(20))
+    _, want = train(twin, ref, ref, range(20))
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    opt.flush()
+    p = m.layers[0].weight
+    assert opt.state[p]["exp_avg"].dtype == torch.bfloat16 and "master" not in opt.state[p]
+    n = sum(q.numel() for q in m.parameters())
+    b = opt.state_bytes()
+    assert b["host" if extra else "device"] >= 2 * 2 * n  # two bf16 moments per element, a third of fp32 state
+    if extra:
+        assert b["host"] == 2 * 2 * n + 4 * len(list(m.parameters()))
