@@ -320,3 +320,24 @@ def test_chunked_streaming_two_chunks_on_device_and_same_numbers(dtype):
     run_synthetic(opt, m, ref, range(6))
     assert max(on_device) <= 2
     assert_matches(opt, m, ref)
+
+
+@pytest.mark.parametrize("chunk_mb", [None, 0.25], ids=["whole", "chunked"])
+def test_bf16_state_matches_torch_adamw_on_bf16_weights(chunk_mb):
+    """fp32_state=False: bf16 moments, no master; the same as torch AdamW on the bf16 weights."""
+    m, twin = make_model(torch.bfloat16), make_model(torch.bfloat16)
+    opt = LayerwiseOffloadAdamW(units_of(m), **HP, fp32_state=False, chunk_mb=chunk_mb)
+    ref = torch.optim.AdamW(twin.parameters(), **HP, foreach=True)
+    opt._before_update_hook = lambda name: torch.cuda._sleep(SLEEP_CYCLES // 10)
+    for t in range(6):
+        for mod in (m, twin):
+            set_active(mod, t)
+            real_backward(mod, t)
+        opt.step()
+        ref.step()
+        m.zero_grad(set_to_none=True)
+        twin.zero_grad(set_to_none=True)
+    for p, q in zip(m.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=2e-2, atol=1e-3)  # bf16: one rounding step apart at most
+    sd = opt.state_dict()
+    assert all(e["exp_avg"].dtype == torch.bfloat16 and "master" not in e for e in sd["state"].values())
