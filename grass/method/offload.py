@@ -129,7 +129,7 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
         # tests put a long kernel there so that a missing wait shows up as wrong numbers).
         self._before_update_hook = None
         b = self.state_bytes()
-        self.max_device_state_bytes = b["device"]
+        self.max_device_state_bytes = b["device"]  # slots and resident state are allocated once: constant
         if self.offloading:
             log.info("optimizer state offloaded to %s host memory: %.1f MiB on host, %.1f MiB on %s "
                      "(%d staging slots)", "pinned" if cuda else "(simulated)", b["host"] / 2**20,
@@ -194,27 +194,29 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
         idx = [j for j, p in enumerate(store.params) if p.grad is not None]
         if not idx:
             return idx
+        if any(store.params[j].grad.is_sparse for j in idx):  # before any kernel touches a slot
+            raise RuntimeError("LayerwiseOffloadAdamW does not support sparse gradients")
         todo = [c for c in store.chunks if c.has_grad()]
+        whole = len(store.chunks) == 1
         self._pipe.begin()
         for k, chunk in enumerate(todo):
             buf = self._pipe.acquire(chunk)
             # overlaps the next chunk's (or unit's) load with this update
             self._pipe.prefetch(todo[k + 1] if k + 1 < len(todo) else next_chunk, protect=chunk)
-            self._update_chunk(store, chunk, buf)
+            self._update_chunk(store, chunk, buf, whole)
             self._pipe.release(chunk)
-        for j in idx:  # once per parameter, however many chunks it spans
-            store.steps[j] += 1
+        if not whole:
+            for j in idx:  # once per parameter, however many chunks it spans
+                store.steps[j] += 1
         return idx
 
-    def _update_chunk(self, store: UnitStore, chunk: Chunk, buf: torch.Tensor | None) -> None:
+    def _update_chunk(self, store: UnitStore, chunk: Chunk, buf: torch.Tensor | None, whole: bool) -> None:
         group = self.param_groups[0]
         params, grads, exp_avgs, exp_avg_sqs, steps, low = [], [], [], [], [], []
         for j, s, e, ea, eas, ms in chunk.views(buf):
             p = store.params[j]
             if p.grad is None:
                 continue
-            if p.grad.is_sparse:
-                raise RuntimeError("LayerwiseOffloadAdamW does not support sparse gradients")
             weights = p.detach().view(-1)[s:e]
             grad = p.grad.reshape(-1)[s:e]
             if ms is not None:
@@ -230,8 +232,9 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
                 grads.append(grad)
             exp_avgs.append(ea)
             exp_avg_sqs.append(eas)
-            # torch's adam increments the step it is given; the unit's count moves in _update_unit
-            steps.append(store.steps[j].clone())
+            # torch's adam increments the step it is given: a whole unit hands over its counters;
+            # a parameter split over chunks gets a copy per piece and moves once in _update_unit
+            steps.append(store.step_views[j] if whole else store.steps[j].clone())
         if self._before_update_hook is not None:
             self._before_update_hook(chunk.name)
         beta1, beta2 = group["betas"]
@@ -263,7 +266,6 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             nxt = next((c for c in todo[k + 1].chunks if c.has_grad()), None) if k + 1 < len(todo) else None
             self._update_unit(s, nxt)
         self._pipe.finish()
-        self.max_device_state_bytes = max(self.max_device_state_bytes, self.state_bytes()["device"])
         self._ready = [set() for _ in self._stores]
         self._done = set()
         return loss

@@ -210,7 +210,7 @@ class Chunk:
             buf: a staging slot holding this chunk, or None for the unit's ``home``.
         """
         u = self.unit
-        n, c = u.numel, self.end - self.start
+        c = self.end - self.start
         out = []
         for j, s, e in self.pieces:
             a = u.offsets[j] + s - self.start  # position inside the chunk
@@ -373,6 +373,10 @@ class StagingPipeline:
             if self.cuda:
                 buf.record_stream(self.copy_stream)  # race (2): used on the copy stream too
             self.slots.append(_Slot(buf, self.cuda))
+        if self.cuda:
+            # The NaN fills ran on the stream current now; training may use another compute
+            # stream, so the first refills (copy stream) must not overtake them.
+            self.copy_stream.wait_stream(torch.cuda.current_stream(device))
 
     @property
     def staging_bytes(self) -> int:
@@ -459,8 +463,13 @@ class StagingPipeline:
             return None
         slot = self._load(store, None, required=True)
         if self.cuda:
+            cur = torch.cuda.current_stream(self.device)
             # A slot filled in an earlier step has its loaded event long done; waiting is free.
-            torch.cuda.current_stream(self.device).wait_event(slot.loaded)
+            cur.wait_event(slot.loaded)
+            if slot.free_recorded:
+                # The previous update of a slot that stayed cached may have run on another
+                # compute stream; on the same stream this wait costs nothing.
+                cur.wait_event(slot.free)
         return slot.buf[:store.size]
 
     def release(self, store: Chunk) -> None:

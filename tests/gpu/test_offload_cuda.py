@@ -192,16 +192,24 @@ def test_device_state_at_most_two_layers_plus_embeddings(offload_embeddings):
     assert max(peaks) <= 4 * largest_unit + 2**20
 
 
-def test_step_never_synchronizes_the_device(monkeypatch):
+@pytest.mark.parametrize("chunk_mb", [None, 0.25], ids=["whole", "chunked"])
+def test_step_never_synchronizes_the_device(chunk_mb):
+    """No synchronizing CUDA call inside step(): torch's sync debug mode turns any (device or
+    stream synchronize, event wait on the host, a CUDA .item(), a pageable copy) into an error."""
     m, ref = make_model(), CpuReference(torch.float32)
-    opt = LayerwiseOffloadAdamW(units_of(m), **HP)
-
-    def boom(*a, **k):
-        raise AssertionError("torch.cuda.synchronize() called inside step()")
-
-    monkeypatch.setattr(torch.cuda, "synchronize", boom)
-    run_synthetic(opt, m, ref, range(4), all_layers=True)
-    monkeypatch.undo()
+    opt = LayerwiseOffloadAdamW(units_of(m), **HP, chunk_mb=chunk_mb)
+    for t in range(4):
+        for mod in (m, ref.m):
+            set_active(mod, t, all_layers=True)
+            synth_grads(mod, t)  # pageable host->device copies: outside the checked region
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            opt.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        ref.step()
+        m.zero_grad(set_to_none=True)
+        ref.m.zero_grad(set_to_none=True)
     assert_matches(opt, m, ref)
 
 
@@ -247,6 +255,9 @@ def test_race3_copy_stream_waits_for_compute_before_overwriting_a_buffer():
     queued compute kernels still read. The first host->device fill (copy stream) must wait for
     them, or it clobbers that tensor (and the later NaN fill clobbers the state)."""
     m, ref = make_model(), CpuReference(torch.float32)
+    for mod in (m, ref.m):
+        set_active(mod, 0, all_layers=True)
+        synth_grads(mod, 0)
     slot_floats = 2 * sum(p.numel() for p in m.layers[0].parameters())  # a layer slot, fp32 state
     torch.cuda.synchronize()
     x = torch.ones(slot_floats, device="cuda")
@@ -257,9 +268,27 @@ def test_race3_copy_stream_waits_for_compute_before_overwriting_a_buffer():
     opt = LayerwiseOffloadAdamW(units_of(m), **HP)
     if not any(s.buf.data_ptr() == x_ptr for s in opt._pipe.slots):
         pytest.skip("the allocator did not hand the freed block to a staging slot; race not provoked")
-    run_synthetic(opt, m, ref, [0], all_layers=True)  # step() starts its copies right away
+    # Gradients were set before the sleep: their pageable copies synchronize, which would let the
+    # compute stream drain and hide the race. step() now queues its copies at once.
+    opt.step()
     assert torch.equal(y, torch.full_like(y, 2.0)), "copy stream overwrote a buffer compute still read"
+    ref.step()
     assert_matches(opt, m, ref)
+
+
+def test_race3_refill_waits_for_compute_reading_a_slot():
+    """A kernel queued on the compute stream that still reads a staging slot (after a long one)
+    must see the slot's contents from before step(): the copy stream waits for compute first."""
+    m = make_model()
+    opt = LayerwiseOffloadAdamW(units_of(m), **HP)
+    set_active(m, 0, all_layers=True)
+    synth_grads(m, 0)
+    torch.cuda.synchronize()
+    slot = opt._pipe.slots[0].buf
+    torch.cuda._sleep(4 * SLEEP_CYCLES)
+    z = slot * 1  # reads the slot (still its NaN fill) only after the sleep
+    opt.step()  # refills the slot on the copy stream
+    assert torch.isnan(z).all(), "a refill overtook a compute kernel that was still to read the slot"
 
 
 def test_overlap_backward_matches_step_on_cuda():
