@@ -343,6 +343,8 @@ def main(argv=None) -> int:
     from grass.train import resolve_device
 
     device = resolve_device(args.device)
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     runs = []
     with tempfile.TemporaryDirectory(prefix="grass-bench-") as tmp:
         data = Path(tmp) / "bench.json"
@@ -354,19 +356,28 @@ def main(argv=None) -> int:
                 print(f"round {rnd} {key}: median step {statistics.median(r['step_times_s']):.3f} s, "
                       f"{r['wall_s']:.0f} s wall", flush=True)
                 runs.append(r)
-    s = summarize(keys, runs, args, device)
-    r = ratios(s)
+                # after every run, so a time limit or a crash keeps what was measured
+                _write(out, args, device, keys, runs, complete=False)
+    s, r = _write(out, args, device, keys, runs, complete=True)
     print_report(s, r, args, device)
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{dt.datetime.now():%Y%m%d-%H%M%S}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"args": vars(args), "device": str(device), "threads": torch.get_num_threads(),
+    print(f"wrote {out}")
+    return 0
+
+
+def _write(out: Path, args, device, keys, runs, complete: bool):
+    """Summarize the runs so far and write the JSON record atomically; return (summary, ratios)."""
+    done = [k for k in keys if any(r["key"] == k for r in runs)]
+    s = summarize(done, runs, args, device)
+    r = ratios(s)
+    record = {"args": vars(args), "complete": complete, "device": str(device), "threads": torch.get_num_threads(),
               "load_avg": os.getloadavg(), "git_sha": _git_sha(), "torch": torch.__version__,
               "platform": platform.platform(),
               "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "summary": s, "ratios": r, "runs": runs}
-    out.write_text(json.dumps(record, indent=2))
-    print(f"wrote {out}")
-    return 0
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, out)
+    return s, r
 
 
 def _git_sha() -> str | None:
