@@ -140,6 +140,9 @@ def efficiency_table(coll: Collection) -> Table:
             row.append(f"{text} ({v.mean() / base:.2f}×)" if base > 0 else text)
         rows.append(row)
     notes = ["Means over the n runs of each row; (×) is relative to full fine-tuning of the same model."]
+    if any(m[0] == "speed/tokens_per_s" for m in metrics) and any(m[0] == "speed/step_time_s_median" for m in metrics):
+        notes.append("Tokens/s is all tokens over all timed steps (slow steps count); step time is the median step, "
+                     "so the two need not agree on a noisy machine.")
     peak = runs.get("mem/peak_device_gib", pd.Series(dtype=float))
     if peak.isna().all():
         notes.append("No peak device memory column: CUDA records the peak and these runs were on CPU.")

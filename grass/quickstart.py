@@ -22,8 +22,9 @@ def run_quickstart(budget: str | None = None, runs_dir: str | None = None, out=p
     """Train and evaluate what is not finished, then write tables, figures and report.
 
     Args:
-        budget: ``small`` (CPU, about 15 minutes on 2 cores) or ``paper`` (GPU: longer training,
-            more evaluation items); default: ``paper`` when CUDA is available, else ``small``.
+        budget: ``small`` (CPU, about 15 minutes on 2 cores), ``paper`` (GPU: longer training,
+            more evaluation items) or ``tiny`` (a tiny random model: checks the wiring in under a
+            minute); default: ``paper`` when CUDA is available, else ``small``.
         runs_dir: root of run directories (default ``$GRASS_RUNS_DIR`` or ``./runs``).
         out: where progress lines go.
 
@@ -91,8 +92,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("quickstart", help="the main job: GRASS vs LISA vs LoRA vs full on SmolLM2-135M, "
                                           "with tables, figures and a report",
                        description=__doc__.splitlines()[0])
-    p.add_argument("--budget", choices=("small", "paper"), default=None,
-                   help="small: a CPU in ~15 min; paper: a GPU, longer training and more evaluation items "
+    p.add_argument("--budget", choices=("small", "paper", "tiny"), default=None,
+                   help="small: a CPU in ~15 min; paper: a GPU, longer training and more evaluation items; "
+                        "tiny: a wiring check in under a minute on a tiny random model "
                         "(default: paper with CUDA, else small)")
     p.add_argument("--runs-dir", default=None, help="root of run directories (default $GRASS_RUNS_DIR or ./runs)")
     p.set_defaults(func=_cmd)

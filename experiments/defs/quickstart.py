@@ -48,5 +48,8 @@ EXPERIMENT = Experiment(
         "small": {},
         "paper": {"train.max_steps": 600, "train.batch_size": 8, "train.grad_accum": 2, "train.seq_len": 256,
                   "eval.limit": 400, "eval.batch_size": 32, "eval.max_new_tokens": 16},
+        # a wiring check in well under a minute: a tiny random model, so accuracy means nothing
+        "tiny": {"model.name": "tiny-llama", "train.max_steps": 4, "train.seq_len": 64, "eval.limit": 4,
+                 "eval.max_new_tokens": 4},
     },
 )
