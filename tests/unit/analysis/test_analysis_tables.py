@@ -37,6 +37,8 @@ EFFICIENCY_MD = """\
 
 Means over the n runs of each row; (×) is relative to full fine-tuning of the same model.
 
+Tokens/s is all tokens over all timed steps (slow steps count); step time is the median step, so the two need not agree on a noisy machine.
+
 No peak device memory column: CUDA records the peak and these runs were on CPU.
 
 """ + FOOTNOTE + "\n"

@@ -140,4 +140,4 @@ def test_experiments_lists_every_definition(capsys):
     for name in ("smoke", "quickstart", "main_arith", "main_commonsense", "memory_throughput", "ablation_static",
                  "sensitivity", "lr_sweep"):
         assert f"\n{name} " in "\n" + out
-    assert "[budgets: small, paper]" in out
+    assert "[budgets: small, paper, tiny]" in out
