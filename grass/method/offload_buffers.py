@@ -30,6 +30,7 @@ A write-back and the refill of the same slot are both on the copy stream, so the
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -112,8 +113,10 @@ class UnitStore:
                 m += p.numel()
             else:
                 master_offsets.append(None)
-        home = torch.zeros(2 * n + m, dtype=state_dtype, device=home_device,
-                           pin_memory=pin and home_device.type == "cpu")
+        if pin and home_device.type == "cpu":
+            home = pinned_zeros(2 * n + m, state_dtype)
+        else:
+            home = torch.zeros(2 * n + m, dtype=state_dtype, device=home_device)
         steps = torch.zeros(len(params), dtype=torch.float32)
         store = cls(name, list(params), offsets, master_offsets, n, m, home, steps, staged, is_embedding)
         store.step_views = [steps[j] for j in range(len(params))]  # 0-dim views, updated in place
@@ -255,6 +258,31 @@ def _split(unit: UnitStore, chunk_numel: int | None) -> list[Chunk]:
         m_start = m_start or 0
         chunks.append(Chunk(unit, name, pieces, a, b, m_start, m_end if m_end is not None else m_start))
     return chunks
+
+
+def pinned_zeros(numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """A zeroed host tensor in page-locked memory of exactly its size.
+
+    ``torch.zeros(..., pin_memory=True)`` goes through torch's caching host allocator, which
+    rounds every block up to a power of two (pytorch/pytorch#171662): a 2.4 GB LLaMA2-7B layer
+    would pin 4 GiB. So plain host memory is registered with ``cudaHostRegister`` instead (and
+    unregistered when the tensor is collected); if that call fails, the caching allocator is used.
+    """
+    t = torch.zeros(numel, dtype=dtype)
+    nbytes = t.numel() * t.element_size()
+    if nbytes == 0:
+        return t
+    try:
+        cudart = torch.cuda.cudart()
+        err = cudart.cudaHostRegister(t.data_ptr(), nbytes, 0)
+    except (AssertionError, AttributeError, RuntimeError):  # no CUDA runtime bindings
+        err = -1
+    if int(err) != 0:
+        return torch.zeros(numel, dtype=dtype, pin_memory=True)
+    # Runs when the tensor object is collected, before its memory is freed (views keep the
+    # storage alive, never the registration: a copy from it is then merely synchronous).
+    weakref.finalize(t, cudart.cudaHostUnregister, t.data_ptr())
+    return t
 
 
 def validate_units(units, device) -> tuple[list[tuple[str, list[torch.nn.Parameter]]], torch.device]:

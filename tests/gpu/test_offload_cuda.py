@@ -169,6 +169,9 @@ def test_device_state_at_most_two_layers_plus_embeddings(offload_embeddings):
     want = 2 * layer_b + embed_b + head_b  # embeddings/head: a slot each, or resident
     assert dev == want <= bound
     assert opt.state_bytes()["host"] >= N_LAYERS * layer_b
+    # host state is page-locked (so copies are asynchronous), registered at its exact size
+    staged = [st for st in opt._stores if st.staged]
+    assert staged and all(st.home.is_pinned() for st in staged)
 
     staged_counts = []
     opt._before_update_hook = lambda name: staged_counts.append(opt._pipe.units_on_device())
