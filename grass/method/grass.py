@@ -137,7 +137,8 @@ class GRASS(LayerwiseMethod):
     # -- records ---------------------------------------------------------------------------------
     def stats(self) -> dict:
         out = super().stats()
-        out["mgn"] = [round(x, 8) for x in self._step_mgn]
+        # null while the probe is still measuring: the estimate is a placeholder until it ends
+        out["mgn"] = [round(x, 8) for x in self._step_mgn] if self.estimator.initialized else None
         out["probe"] = self._probing  # probe steps update nothing, so active_layers is empty there
         return out
 

@@ -109,6 +109,7 @@ def test_mgn_matches_independent_computation(make_cfg, fixed_batch_file):
                           / sum(p.numel() for p in lm.layer_params(i))) for i in range(len(lm))]
     got = rows[3]["mgn"]  # the estimate the first draw used
     assert got == pytest.approx(expected, rel=1e-5)
+    assert all(r["mgn"] is None and r["probe"] for r in rows[:3])  # no placeholder values while measuring
 
 
 def test_static_never_changes_p_and_adaptive_only_active(make_cfg, fixed_batch_file):
