@@ -31,7 +31,8 @@ import torch
 from torch.optim.adam import adam as _functional_adam
 
 from grass.errors import ConfigError
-from grass.method.offload_buffers import Chunk, StagingPipeline, UnitStore, validate_units
+from grass.method.offload_buffers import StagingPipeline
+from grass.method.offload_state import Chunk, UnitStore, validate_units
 
 log = logging.getLogger(__name__)
 
