@@ -80,6 +80,17 @@ def real_backward(m: Stack, t: int) -> None:
     m(x).float().square().mean().backward()
 
 
+def step_twins(opt, m: Stack, ref: torch.optim.Optimizer, twin: Stack, t: int, all_layers: bool = False) -> None:
+    """One real forward/backward and optimizer step of the engine's model and of its torch twin."""
+    for mod in (m, twin):
+        set_active(mod, t, all_layers)
+        real_backward(mod, t)
+    opt.step()
+    ref.step()
+    m.zero_grad(set_to_none=True)
+    twin.zero_grad(set_to_none=True)
+
+
 def state_bytes_of(mod: nn.Module, dtype) -> int:
     per = 3 if dtype in (torch.bfloat16, torch.float16) else 2  # exp_avg, exp_avg_sq (+ master)
     return per * 4 * sum(p.numel() for p in mod.parameters())
@@ -241,13 +252,7 @@ def test_race2_staging_buffer_not_refilled_while_update_reads_it(overlap):
     ref = torch.optim.AdamW(twin.parameters(), **HP, foreach=True)
     opt._before_update_hook = lambda name: torch.cuda._sleep(SLEEP_CYCLES)
     for t in range(4):
-        for mod in (m, twin):
-            set_active(mod, t, all_layers=t % 2 == 0)
-            real_backward(mod, t)
-        opt.step()
-        ref.step()
-        m.zero_grad(set_to_none=True)
-        twin.zero_grad(set_to_none=True)
+        step_twins(opt, m, ref, twin, t, all_layers=t % 2 == 0)
         for p, q in zip(m.parameters(), twin.parameters()):
             assert torch.isfinite(p).all(), "read a staging slot before its fill (NaN)"
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
@@ -362,13 +367,7 @@ def test_bf16_state_matches_torch_adamw_on_bf16_weights(chunk_mb):
     ref = torch.optim.AdamW(twin.parameters(), **HP, foreach=True)
     opt._before_update_hook = lambda name: torch.cuda._sleep(SLEEP_CYCLES // 10)
     for t in range(6):
-        for mod in (m, twin):
-            set_active(mod, t)
-            real_backward(mod, t)
-        opt.step()
-        ref.step()
-        m.zero_grad(set_to_none=True)
-        twin.zero_grad(set_to_none=True)
+        step_twins(opt, m, ref, twin, t)
     for p, q in zip(m.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, rtol=2e-2, atol=1e-3)  # bf16: one rounding step apart at most
     sd = opt.state_dict()
