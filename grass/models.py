@@ -151,7 +151,8 @@ def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None, 
         ModelError: unknown name, missing package, or a folder/id that does not load.
     """
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-    if init == "random" and name not in TINY_MODELS:
+    if name in TINY_MODELS or init == "random":
+        # built from the config alone (resolve_config knows the tiny models, presets and folders)
         from transformers import AutoModelForCausalLM
 
         from grass.errors import GrassError
@@ -162,11 +163,6 @@ def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None, 
         except GrassError as e:
             raise ModelError(str(e)) from None
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
-        tok = byte_tokenizer()
-    elif name in TINY_MODELS:
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_config(tiny_config(name), dtype=torch_dtype)
         tok = byte_tokenizer()
     else:
         path = resolve_model_path(name, cache_dir)
