@@ -234,11 +234,12 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
             with sync:
                 with autocast:
                     loss = train_model(**batch).loss
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower train.lr or use fp32")
-                loss = loss * (n_labels[micro] / n_global)
-                (loss * world).backward()
-            loss_sum += loss.item()
+                value = loss.item()  # the one host sync per micro-batch: logged loss and finiteness check
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"loss is {value} at step {step}; lower train.lr or use fp32")
+                share = n_labels[micro] / n_global
+                (loss * (share * world)).backward()
+            loss_sum += value * share
         method.on_after_backward(step)
         updated = method.is_update_step(step)
         grad_norm = None
