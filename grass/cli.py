@@ -19,7 +19,7 @@ COMMAND_MODULES = (
     "grass.data.commands",   # data list | download
     "experiments.commands",  # launch, status
     "analysis.commands",     # tables, plots, report
-    "grass.memory_commands", # memory
+    "grass.memory.commands", # memory
     "grass.quickstart",      # quickstart
 )
 

@@ -7,7 +7,7 @@ layers trainable at step 0 only).
 
 Optimizer state across a switch follows ``state_policy`` (DESIGN.md 2.6): ``keep`` leaves it
 (memory grows with the layers visited), ``reset`` drops the state of layers leaving the active
-set, ``offload`` keeps every layer's state in host memory (:mod:`grass.method.offload`).
+set, ``offload`` keeps every layer's state in host memory (:mod:`grass.optim.offload`).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from grass.config import MethodConfig
 from grass.errors import ConfigError
 from grass.interface import FinetuneMethod
 from grass.layers import LayerMap, find_layers, freeze_all, set_requires_grad
-from grass.optim import adamw
+from grass.optim.adamw import adamw
 
 log = logging.getLogger(__name__)
 STATE_POLICIES = ("reset", "keep", "offload")
@@ -92,7 +92,7 @@ class LayerwiseMethod(FinetuneMethod):
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         tc = self.run_cfg.train
         if self.cfg.state_policy == "offload":
-            from grass.method.offload import LayerwiseOffloadAdamW
+            from grass.optim.offload import LayerwiseOffloadAdamW
 
             opt = LayerwiseOffloadAdamW(
                 self.units(), lr=tc.lr, betas=(tc.adam_beta1, tc.adam_beta2), eps=tc.adam_eps,

@@ -1,7 +1,7 @@
 """Measurements every run records: exact byte accounting by device, peak memory, speed.
 
 Byte accounting is exact (it sums ``numel * element_size`` of real tensors), so it is the same on
-every machine and can be checked against the memory model (:mod:`grass.memory_model`).
+every machine and can be checked against the memory model (:mod:`grass.memory.model`).
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from grass.data.format import IGNORE_INDEX, Collator, TrainDataset
 from grass.errors import DataError, GrassError
 from grass.layers import find_layers
 from grass.measure import GIB, Speedometer, byte_accounting, peak_device_bytes
-from grass.models import count_params, load_model
+from grass.models.load import count_params, load_model
 from grass.registry import get_method
 from grass.results import (CONFIG, MetricsWriter, atomic_write_text, provenance, read_result, run_dir_for,
                            write_result)
@@ -326,13 +326,13 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
 def _evaluate(cfg: RunConfig, model, tokenizer, device) -> dict:
     if not cfg.eval.benchmarks:
         return {}
-    from grass.evaluate import evaluate
+    from grass.eval.protocol import evaluate
 
     e = cfg.eval
     out = evaluate(model, tokenizer, list(e.benchmarks), limit=e.limit, batch_size=e.batch_size,
                    max_new_tokens=e.max_new_tokens, device=device)
     if e.lm_eval:
-        from grass.evaluate import evaluate_lmeval
+        from grass.eval.lmeval import evaluate_lmeval
 
         out.update(evaluate_lmeval(model, tokenizer, list(e.benchmarks), limit=e.limit, batch_size=e.batch_size,
                                    device=device))

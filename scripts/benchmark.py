@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from grass.memory_model import GIB, predict  # noqa: E402
+from grass.memory.model import GIB, predict  # noqa: E402
 
 # benchmark key -> (method name, config overrides, memory-model kwargs)
 SETUPS = {

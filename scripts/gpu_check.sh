@@ -45,7 +45,7 @@ fi
 
 has_pkg() { "$PY" -c "import importlib.metadata as m; m.distribution('$1')" 2>/dev/null; }
 init_for() {  # model key, its package -> pretrained (converted once, up front) or random
-  if has_pkg "$2" && timeout 150 "$PY" -c "from grass.models import resolve_model_path as r; r('$1')" >/dev/null; then
+  if has_pkg "$2" && timeout 150 "$PY" -c "from grass.models.load import resolve_model_path as r; r('$1')" >/dev/null; then
     echo pretrained
   else
     echo "note: $1 weights unavailable ($2 not installed): benchmarking its architecture with random weights" >&2

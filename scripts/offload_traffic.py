@@ -31,8 +31,8 @@ def _chunks(text: str) -> list[float | None]:
 def measure(model: str, gamma: int, switch_every: int, steps: int, chunk_mb: float | None, fp32_state: bool) -> dict:
     """Run ``steps`` simulated optimizer steps; return the byte accounting and per-step traffic."""
     from grass.config import load_config
-    from grass.method.offload import LayerwiseOffloadAdamW
-    from grass.models import load_model
+    from grass.models.load import load_model
+    from grass.optim.offload import LayerwiseOffloadAdamW
     from grass.registry import get_method
 
     cfg = load_config(None, ["method.name=grass", f"model.name={model}", f"method.n_active_layers={gamma}",

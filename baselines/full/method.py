@@ -6,7 +6,7 @@ from torch import nn
 
 from baselines.full.config import FullConfig
 from grass.interface import FinetuneMethod
-from grass.optim import adamw
+from grass.optim.adamw import adamw
 
 
 class FullFinetune(FinetuneMethod):

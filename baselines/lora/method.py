@@ -6,7 +6,7 @@ from torch import nn
 
 from baselines.lora.config import DoRAConfig, LoRAConfig
 from grass.interface import FinetuneMethod
-from grass.optim import adamw
+from grass.optim.adamw import adamw
 
 
 class LoRA(FinetuneMethod):

@@ -66,7 +66,7 @@ def load_eval_model(spec: str, dtype: str = "float32"):
     Raises:
         GrassError: a run without saved weights; ModelError for a model that does not load.
     """
-    from grass.models import load_model
+    from grass.models.load import load_model
 
     p = Path(spec).expanduser()
     is_run = p.is_dir() and ((p / "config.yaml").is_file() or (p / "result.json").is_file())
@@ -96,7 +96,8 @@ def load_eval_model(spec: str, dtype: str = "float32"):
 
 def _eval(args) -> int:
     from grass.data import check_benchmarks_available, resolve_benchmarks
-    from grass.evaluate import evaluate, evaluate_lmeval
+    from grass.eval.lmeval import evaluate_lmeval
+    from grass.eval.protocol import evaluate
 
     names = resolve_benchmarks(args.benchmarks)
     if not names:

@@ -1,1 +1,1 @@
-"""GRASS: config, layer importance (MGN), sampler, optimizer-state offloading, the method."""
+"""GRASS: config, layer importance (MGN), sampler, the method (its offload engine is :mod:`grass.optim.offload`)."""

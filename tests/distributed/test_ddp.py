@@ -117,7 +117,7 @@ class Recorder:
 def initial_state(method: str, data: Path, tmp: Path) -> dict:
     """The weights before training (same seed -> same init and adapters)."""
     from grass.config import load_config
-    from grass.models import load_model
+    from grass.models.load import load_model
     from grass.registry import get_method
     from grass.train import seed_everything
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from grass.errors import GrassError
-from grass.memory_model import GIB, predict
+from grass.memory.model import GIB, predict
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -25,7 +25,7 @@ INIT = "random"
 
 def _prepared(method: str, dtype: str, gc: bool):
     from grass.config import load_config
-    from grass.models import load_model
+    from grass.models.load import load_model
     from grass.registry import get_method
 
     try:

@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch import nn
 
-from grass.method.offload import LayerwiseOffloadAdamW
+from grass.optim.offload import LayerwiseOffloadAdamW
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

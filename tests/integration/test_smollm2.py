@@ -8,7 +8,7 @@ import math
 import pytest
 
 from grass.layers import find_layers
-from grass.models import load_model
+from grass.models.load import load_model
 from grass.train import train
 
 try:

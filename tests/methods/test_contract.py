@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from grass.models import TINY_MODELS, load_model
+from grass.models.configs import TINY_MODELS
+
+from grass.models.load import load_model
 from grass.registry import method_names
 from grass.results import RESULT_FIELDS
 from grass.train import seed_everything, train

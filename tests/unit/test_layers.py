@@ -7,7 +7,8 @@ from torch import nn
 
 from grass.errors import ModelError
 from grass.layers import find_layers
-from grass.models import TINY_MODELS, load_model
+from grass.models.configs import TINY_MODELS
+from grass.models.load import load_model
 
 
 @pytest.mark.parametrize("arch", TINY_MODELS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from grass.data.format import IGNORE_INDEX, Collator, TrainDataset, encode_example, render_prompt
-from grass.models import byte_tokenizer
+from grass.models.load import byte_tokenizer
 
 EX = {"instruction": "Add 2 and 3.", "input": "", "output": "The answer is 5."}
 

@@ -9,7 +9,7 @@ import torch
 
 from grass.data.format import Collator, TrainDataset
 from grass.layers import find_layers
-from grass.models import load_model
+from grass.models.load import load_model
 from grass.train import seed_everything, train
 
 

@@ -9,8 +9,7 @@ batched greedy generation from the Alpaca prompt, then answer extraction.
 
 The response is the text generated after the prompt, up to EOS (and cut where the model starts a
 new '### ' block of the template: a base model otherwise rambles into a made-up next task whose
-numbers would be extracted). lm-eval's log-likelihood protocol lives in
-:mod:`grass.evaluate_lmeval` (:func:`evaluate_lmeval` is re-exported here).
+numbers would be extracted). lm-eval's log-likelihood protocol lives in :mod:`grass.eval.lmeval`.
 """
 from __future__ import annotations
 
@@ -203,11 +202,3 @@ def evaluate(model, tokenizer, benchmarks: list[str], *, limit: int | None, batc
     results["acc/avg"] = sum(accs) / len(accs)
     results["eval/examples_per_s"] = total / max(time.perf_counter() - t0, 1e-9)
     return results
-
-
-def evaluate_lmeval(model, tokenizer, benchmarks: list[str], *, limit: int | None, batch_size: int, device=None,
-                    **kwargs) -> dict:
-    """lm-eval's log-likelihood protocol; see :func:`grass.evaluate_lmeval.evaluate_lmeval`."""
-    from grass.evaluate_lmeval import evaluate_lmeval as _run
-
-    return _run(model, tokenizer, benchmarks, limit=limit, batch_size=batch_size, device=device, **kwargs)

@@ -103,7 +103,7 @@ def evaluate_lmeval(model, tokenizer, benchmarks: list[str], *, limit: int | Non
     Args:
         model, tokenizer: the model in memory (PEFT-wrapped is fine); eval mode during the call.
         benchmarks: names or groups; numeric arithmetic sets are skipped unless ``generate_arith``.
-        limit: the first ``limit`` items of each benchmark (the same items as :func:`grass.evaluate.evaluate`).
+        limit: the first ``limit`` items of each benchmark (the same items as :func:`grass.eval.protocol.evaluate`).
         batch_size: lm-eval batch size.
         device: unused (HFLM uses the model's device); kept for a uniform signature.
         generate_arith: evaluate GSM8K/AddSub/... by generation (lm-eval's GSM8K recipe).

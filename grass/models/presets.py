@@ -1,7 +1,7 @@
 """Published model configurations, typed in from their public ``config.json`` files (no hub needed).
 
 Each preset is a plain dict in the HF ``config.json`` format (``model_type`` picks the config class),
-so :func:`grass.memory_model.resolve_config` turns it into the same config object
+so :func:`grass.models.configs.resolve_config` turns it into the same config object
 ``AutoConfig.from_pretrained`` would give. Sources (the ``config.json`` of each HF repository):
 
 * TinyLlama-1.1B: ``TinyLlama/TinyLlama-1.1B-Chat-v1.0``

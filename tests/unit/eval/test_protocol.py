@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grass.evaluate import extract_keyword, extract_letter, extract_number, generate, numbers_match, score
+from grass.eval.protocol import extract_keyword, extract_letter, extract_number, generate, numbers_match, score
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_score_by_benchmark_kind():
 
 def test_batched_left_padded_generation_equals_one_by_one(one_thread):
     """Left padding + attention mask: each prompt's greedy response is the same in any batch."""
-    from grass.models import load_model
+    from grass.models.load import load_model
 
     torch.manual_seed(0)
     model, tok = load_model("tiny-llama")
@@ -93,7 +93,7 @@ def test_batched_left_padded_generation_equals_one_by_one(one_thread):
 
 def test_prompts_longer_than_the_context_are_cut(one_thread):
     """tiny-gpt2 has 1,024 learned positions; a longer prompt must not index past them."""
-    from grass.models import load_model
+    from grass.models.load import load_model
 
     model, tok = load_model("tiny-gpt2")
     out = generate(model, tok, [{"instruction": "word " * 300}], batch_size=1, max_new_tokens=3, device="cpu")

@@ -1,5 +1,7 @@
 """Memory model: predicted bytes of a fine-tuning run from the model's config alone (no weights).
 
+The config comes from :func:`grass.models.configs.resolve_config` (presets, tiny models, folders, HF ids).
+
 ``predict(model, method, ...)`` returns weights, gradients, optimizer state (on the device and in
 host memory), activations and their total for ``full``, ``lora``, ``dora``, ``lisa`` and ``grass``.
 docs/memory.md states every formula; in short:
@@ -10,10 +12,10 @@ docs/memory.md states every formula; in short:
   ``out x r``, DoRA magnitude ``out``; always fp32, PEFT's ``autocast_adapter_dtype``).
 * Weights, gradients and optimizer state are what :func:`grass.measure.byte_accounting` reports
   in a real run, peak over update steps as ``grass.train`` records them (after
-  ``optimizer.step()``, before ``zero_grad``): exact, not estimates (tests/unit/test_memory_model.py).
+  ``optimizer.step()``, before ``zero_grad``): exact, not estimates (tests/unit/memory/test_memory_model.py).
   ``torch.optim.AdamW``: ``exp_avg`` + ``exp_avg_sq`` in the parameter's dtype, created at a
   parameter's first update, plus a 4-byte float32 ``step`` tensor per parameter tensor (on the
-  host on CUDA). The offload engine (:mod:`grass.method.offload`): one fp32 buffer per unit,
+  host on CUDA). The offload engine (:mod:`grass.optim.offload`): one fp32 buffer per unit,
   ``2N + M`` floats (M = fp32 master copies of bf16 weights), allocated for every unit at
   construction, plus the 4-byte steps; on CUDA two layer-sized staging slots plus one per
   embeddings/head unit (or, chunked, two chunk-sized slots) are on the device and the rest in
@@ -21,19 +23,16 @@ docs/memory.md states every formula; in short:
 * Activations are an analytic estimate (bytes saved for backward per token and layer, plus the
   fp32 log-softmax peak of the loss); see :func:`activation_bytes` and docs/memory.md.
 
-:class:`grass.memory_tracker.ActivationTracker` measures the same quantity on any device (live tensor bytes created
+:class:`grass.memory.tracker.ActivationTracker` measures the same quantity on any device (live tensor bytes created
 inside a forward+backward, parameters and gradients excluded), so the estimate is checked on a CPU.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
 
 from grass.errors import GrassError
-from grass.memory_activations import activation_bytes
-from grass.memory_presets import ALIASES, PRESETS
+from grass.memory.activations import activation_bytes
+from grass.models.configs import resolve_config
 
 GIB = 1024 ** 3
 METHODS = ("full", "lora", "dora", "lisa", "grass")
@@ -44,66 +43,6 @@ LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
 GEMMA_LIKE = ("gemma", "gemma2", "gemma3_text")
 GPT2_LIKE = ("gpt2",)
 F32 = 4
-
-
-# ---------------------------------------------------------------------------------------- configs
-def model_names() -> list[str]:
-    """Names :func:`resolve_config` knows without a path: presets, GGUF models and tiny test models."""
-    from grass.models import TINY_MODELS
-
-    return [*PRESETS, *TINY_MODELS]
-
-
-def _config_from_dict(d: dict):
-    from transformers import AutoConfig
-
-    d = dict(d)
-    mt = d.pop("model_type", None)
-    if mt is None:
-        raise GrassError("config has no 'model_type'; give a config.json written by transformers")
-    try:
-        return AutoConfig.for_model(mt, **d)
-    except (ValueError, KeyError) as e:
-        raise GrassError(f"cannot build a config of model_type '{mt}': {str(e).splitlines()[0]}") from None
-
-
-def resolve_config(name: str, cache_dir: str | None = None):
-    """An HF config object for a preset, tiny model, GGUF model key, local folder / config.json, or HF id.
-
-    ``smollm2-135m`` / ``gemma3-270m`` read the converted cache's ``config.json`` when present
-    (exactly what a run loads), else their typed-in preset. Never loads weights.
-
-    Raises:
-        GrassError: unknown name (the message lists the valid names) or unreadable config.
-    """
-    from grass.models import TINY_MODELS, cache_root, tiny_config
-
-    key = ALIASES.get(name.lower(), name.lower())
-    if name in TINY_MODELS:
-        return tiny_config(name)
-    if key in ("smollm2-135m", "gemma3-270m"):
-        cached = cache_root(cache_dir) / "models" / key / "config.json"
-        if cached.is_file():
-            return _config_from_dict(json.loads(cached.read_text()))
-    if key in PRESETS:
-        return _config_from_dict(PRESETS[key])
-    p = Path(name).expanduser()
-    if p.is_dir() and (p / "config.json").is_file():
-        p = p / "config.json"
-    if p.is_file():
-        try:
-            return _config_from_dict(json.loads(p.read_text()))
-        except json.JSONDecodeError as e:
-            raise GrassError(f"'{p}' is not valid JSON: {e}") from None
-    if "/" in name and not name.startswith((".", "/", "~")):
-        try:  # an HF id: only config.json is fetched (needs the hub)
-            from transformers import AutoConfig
-
-            return AutoConfig.from_pretrained(name)
-        except Exception as e:  # noqa: BLE001 - any hub/network failure is the user's to fix
-            raise GrassError(f"cannot read the config of '{name}': {str(e).splitlines()[0]}") from None
-    raise GrassError(f"unknown model '{name}': give a local folder or config.json, an HF id (org/name), "
-                     f"or one of {', '.join(model_names())}")
 
 
 # ----------------------------------------------------------------------------------- architecture
@@ -245,7 +184,7 @@ def _adamw(sizes: list[tuple[int, int]], device: str) -> tuple[int, int]:
 
 def _offload(units: list[tuple[list[Tensor], bool]], w: int, device: str, offload_embeddings: bool,
              chunk_mb: float | None = None, fp32_state: bool = True) -> tuple[int, int]:
-    """:class:`grass.method.offload.LayerwiseOffloadAdamW` state: ``(device, host)`` bytes.
+    """:class:`grass.optim.offload.LayerwiseOffloadAdamW` state: ``(device, host)`` bytes.
 
     Every unit owns ``2N + M`` fp32 (M = N for bf16 weights: the fp32 master copy), allocated at
     construction; ``fp32_state=False``: ``2N`` in the weights' dtype. Steps are 4 bytes per tensor
@@ -254,7 +193,7 @@ def _offload(units: list[tuple[list[Tensor], bool]], w: int, device: str, offloa
     slot per embeddings/head unit; with ``chunk_mb``, through two slots of one chunk (at most that
     many MiB) each.
     """
-    from grass.method.offload_buffers import slot_capacities  # the engine's own rule
+    from grass.optim.offload_staging import slot_capacities  # the engine's own rule
 
     # state bytes per parameter element: fp32 moments (+ fp32 master of bf16 weights), or two
     # moments in the weights' dtype
@@ -329,7 +268,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
     """Predict the memory of fine-tuning ``model`` with ``method`` (no weights are loaded).
 
     Args:
-        model: a name for :func:`resolve_config`, an HF config object, or an :class:`Arch`.
+        model: a name for :func:`~grass.models.configs.resolve_config`, an HF config object, or an :class:`Arch`.
         method: full | lora | dora | lisa | grass.
         precision: ``fp32`` (fp32 weights) or ``bf16`` (bf16 weights, ``model.dtype=bfloat16``;
             torch AdamW then keeps bf16 moments, the offload engine fp32 moments + fp32 master).

@@ -1,7 +1,7 @@
 """Analytic activation memory of a fine-tuning step (bytes saved for backward), per method.
 
-Split from :mod:`grass.memory_model`, which calls :func:`activation_bytes`; docs/memory.md gives
-the formulas and :class:`grass.memory_tracker.ActivationTracker` measures the same quantity.
+Split from :mod:`grass.memory.model`, which calls :func:`activation_bytes`; docs/memory.md gives
+the formulas and :class:`grass.memory.tracker.ActivationTracker` measures the same quantity.
 """
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 F32 = 4  # bytes of a float32
 
 if TYPE_CHECKING:  # the estimate needs the architecture record only for its fields
-    from grass.memory_model import Arch
+    from grass.memory.model import Arch
 
 
 def param_tensors(arch):
-    from grass.memory_model import param_tensors as _pt  # late: memory_model imports this module
+    from grass.memory.model import param_tensors as _pt  # late: grass.memory.model imports this module
 
     return _pt(arch)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grass.errors import ConfigError
-from grass.method.offload import LayerwiseOffloadAdamW
+from grass.optim.offload import LayerwiseOffloadAdamW
 
 V, D, N_LAYERS, STEPS = 32, 16, 4, 50
 PAIRS = [(0, 1), (2, 3), (1, 2), (3, 0), (0, 2), (1, 3)]  # every layer is frozen, then resumed
@@ -301,7 +301,7 @@ def test_duplicate_parameter_across_units_is_rejected():
 
 def test_single_param_group_for_schedulers_and_cpu_accounting(caplog):
     m = make_model()
-    with caplog.at_level(logging.INFO, logger="grass.method.offload"):
+    with caplog.at_level(logging.INFO, logger="grass.optim.offload"):
         opt = engine(m)
     assert "nothing is offloaded" in caplog.text
     assert not opt.offloading

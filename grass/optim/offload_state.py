@@ -1,4 +1,4 @@
-"""Where :class:`grass.method.offload.LayerwiseOffloadAdamW` keeps its state (DESIGN section 2.7).
+"""Where :class:`grass.optim.offload.LayerwiseOffloadAdamW` keeps its state (DESIGN section 2.7).
 
 * :class:`UnitStore` -- one unit's (one decoder layer's, or the embeddings') AdamW state in ONE
   flat buffer allocated once: ``[exp_avg (N) | exp_avg_sq (N) | master (M)]`` where N is the
@@ -8,7 +8,7 @@
   in a small CPU tensor, as in ``torch.optim.AdamW``. Offloaded buffers are page-locked at their
   exact size (:func:`pinned_zeros`).
 * :class:`Chunk` -- a contiguous element range of a unit: what one staging slot holds and
-  :mod:`grass.method.offload_buffers` moves (the whole unit unless the engine is chunked).
+  :mod:`grass.optim.offload_staging` moves (the whole unit unless the engine is chunked).
 """
 from __future__ import annotations
 

@@ -12,10 +12,10 @@ import torch
 
 from grass.config import load_config
 from grass.errors import GrassError
-from grass.memory_tracker import ActivationTracker
-from grass.memory_model import (GIB, arch_from_config, count_params, predict,
-                                predict_all, resolve_config)
-from grass.memory_presets import PRESETS
+from grass.memory.model import GIB, arch_from_config, count_params, predict, predict_all
+from grass.memory.tracker import ActivationTracker
+from grass.models.configs import resolve_config
+from grass.models.presets import PRESETS
 
 TINY = ("tiny-llama", "tiny-qwen2", "tiny-gemma", "tiny-gpt2")
 # (method, extra overrides, predict kwargs)
@@ -96,7 +96,7 @@ def test_exact_bytes_bf16(tmp_path):
 
 
 def _activation_peak(model_name: str, method: str, precision: str, seq: int, batch: int, gc: bool) -> int:
-    from grass.models import load_model
+    from grass.models.load import load_model
     from grass.registry import get_method
 
     cfg = load_config(None, [f"method.name={method}", f"model.name={model_name}", "log.wandb=disabled"])
@@ -198,7 +198,7 @@ def test_exact_bytes_smollm2(tmp_path):
     pytest.importorskip("gguf")
     try:
         resolve_config("smollm2-135m")
-        from grass.models import resolve_model_path
+        from grass.models.load import resolve_model_path
 
         resolve_model_path("smollm2-135m")
     except GrassError as e:
@@ -221,8 +221,8 @@ def test_offload_device_host_split_as_on_cuda(model, dtype, precision, chunk_mb,
     # The engine's simulate mode stages through CPU slots exactly as on CUDA, so the predicted
     # CUDA split (two layer-sized slots (+ embeddings/head slot) on the device, the rest + steps on
     # the host) is checked here without a GPU.
-    from grass.method.offload import LayerwiseOffloadAdamW
-    from grass.models import load_model
+    from grass.models.load import load_model
+    from grass.optim.offload import LayerwiseOffloadAdamW
     from grass.registry import get_method
 
     cfg = load_config(None, ["method.name=grass", f"model.name={model}", "log.wandb=disabled"])

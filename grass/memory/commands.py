@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from grass.memory_model import GIB, METHODS, PRECISIONS, STATE_POLICIES, Prediction, predict, predict_all
+from grass.memory.model import GIB, METHODS, PRECISIONS, STATE_POLICIES, Prediction, predict, predict_all
 
 
 def add_commands(subparsers) -> None:

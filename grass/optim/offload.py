@@ -13,7 +13,7 @@ both ``grass`` and ``lisa``. It is a drop-in ``torch.optim.Optimizer``:
   untouched; bf16/fp16 parameters are updated through an fp32 master copy kept with the state
   (``fp32_state=False``: bf16 moments and no master, torch AdamW's numerics on bf16 weights);
 * on CUDA, ``step()`` prefetches unit i+1's state on a side stream while unit i updates, ordered
-  by events only (:mod:`grass.method.offload_buffers`); the staging slots are a write-back cache,
+  by events only (:mod:`grass.optim.offload_staging`); the staging slots are a write-back cache,
   so a unit's state goes back to host memory when its slot is needed for another unit (a layer
   switch) or on :meth:`LayerwiseOffloadAdamW.flush`, and steps between switches copy nothing
   while the active layers fit in the two slots;
@@ -31,8 +31,8 @@ import torch
 from torch.optim.adam import adam as _functional_adam
 
 from grass.errors import ConfigError
-from grass.method.offload_buffers import StagingPipeline
-from grass.method.offload_state import Chunk, UnitStore, validate_units
+from grass.optim.offload_staging import StagingPipeline
+from grass.optim.offload_state import Chunk, UnitStore, validate_units
 
 log = logging.getLogger(__name__)
 

