@@ -48,6 +48,10 @@ class DataConfig:
                               "a benchmark; empty = the small built-in default set")
     max_examples: Optional[int] = _f(None, "use at most this many training examples (after a seeded shuffle)")
     shuffle: bool = _f(True, "shuffle the training examples every epoch (seeded)")
+    heldout: Optional[float] = _f(None, "set aside this many training examples (a count >= 1, or a fraction < 1) "
+                                  "that no run trains on, for eval.heldout_loss; the split depends only on the "
+                                  "data and data.heldout_seed, so every method and run seed sees the same one")
+    heldout_seed: int = _f(0, "salt of the held-out split (not the run seed: runs stay paired)")
 
 
 @dataclass
@@ -80,6 +84,9 @@ class EvalConfig:
     max_new_tokens: Optional[int] = _f(None, "greedy generation budget per item (default: 32 for multiple "
                                               "choice, 256 for arithmetic)")
     lm_eval: bool = _f(False, "also evaluate through lm-eval (log-likelihood multiple choice)")
+    heldout_loss: bool = _f(False, "report loss/heldout (token mean over response tokens of the data.heldout "
+                                   "examples) and its standard error at the end of the run")
+    heldout_every: int = _f(0, "also log loss/heldout to metrics.jsonl every N steps (0: only at the end)")
 
 
 @dataclass
@@ -115,7 +122,8 @@ _NOT_IN_RUN_ID = ("log",)
 # Fields added after runs were first recorded: left out of the run id while at their default, so
 # adding a field never changes the id (and so never re-runs) a finished run.
 _ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): None,
-                ("method", "offload_fp32_state"): True}
+                ("method", "offload_fp32_state"): True, ("data", "heldout"): None, ("data", "heldout_seed"): 0,
+                ("eval", "heldout_loss"): False, ("eval", "heldout_every"): 0}
 
 
 def _schema_keys(cls: type) -> dict[str, Any]:
@@ -237,6 +245,13 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {t.warmup_ratio}")
     if cfg.eval.limit is not None and cfg.eval.limit <= 0:
         raise ConfigError(f"eval.limit must be positive or null, got {cfg.eval.limit}")
+    if cfg.data.heldout is not None and cfg.data.heldout <= 0:
+        raise ConfigError(f"data.heldout must be a count >= 1 or a fraction in (0, 1), got {cfg.data.heldout}")
+    if cfg.eval.heldout_every < 0:
+        raise ConfigError(f"eval.heldout_every must be >= 0, got {cfg.eval.heldout_every}")
+    if (cfg.eval.heldout_loss or cfg.eval.heldout_every) and cfg.data.heldout is None:
+        raise ConfigError("eval.heldout_loss and eval.heldout_every need held-out examples: set data.heldout "
+                          "(e.g. data.heldout=256)")
     check = getattr(cfg.method, "validate", None)
     if check is not None:
         check(cfg)

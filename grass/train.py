@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from grass import checkpoint as ckpt
 from grass.config import RunConfig, run_id, to_yaml
 from grass.data import check_run_data, load_train_examples
+from grass.data.heldout import split_heldout
 from grass.data.format import IGNORE_INDEX, Collator, TrainDataset
 from grass.errors import DataError, GrassError
 from grass.layers import find_layers
@@ -137,7 +138,9 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
     device = dist.device if dist is not None else resolve_device(cfg.train.device)
     # Everything that can fail because of the user's input fails here, before the run directory exists.
     check_run_data(cfg)
-    examples = _subset(load_train_examples(cfg.data), cfg.data.max_examples, cfg.seed)
+    # The held-out split depends on the data alone (never on the run seed), so every run is paired.
+    examples, heldout = split_heldout(load_train_examples(cfg.data), cfg.data.heldout, cfg.data.heldout_seed)
+    examples = _subset(examples, cfg.data.max_examples, cfg.seed)
     method_cls = get_method(cfg.method.name)
     seed_everything(cfg.seed)
     model, tokenizer = load_model(cfg.model.name, cfg.model.dtype, cfg.model.cache_dir, cfg.model.init)
@@ -151,7 +154,7 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
     wandb = _wandb_logger(cfg, run_dir) if is_main else None
     try:
         result, model = _run(cfg, run_dir, model, tokenizer, method, examples, device, progress, stop_requested, dist,
-                             on_step_end, wandb)
+                             on_step_end, wandb, heldout)
     except Preempted:
         if wandb is not None:
             wandb.finish(exit_code=1)  # a requeued job resumes the run; W&B sees a new attempt
@@ -174,7 +177,7 @@ def _identity(cfg: RunConfig) -> dict:
 
 
 def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progress, stop_requested, dist,
-         on_step_end=None, wandb=None):
+         on_step_end=None, wandb=None, heldout=()):
     tc = cfg.train
     is_main = dist is None or dist.rank == 0
     world = dist.world_size if dist else 1
@@ -262,12 +265,15 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
             loss_value = dist.mean(loss_value) * world  # the sum over ranks: the global token mean
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens / dt:.0f}")
-        if is_main and (step % tc.log_every == 0 or step == tc.max_steps - 1):
+        every = cfg.eval.heldout_every
+        held = (_heldout_loss(cfg, model, tokenizer, heldout, device)
+                if is_main and every and (step + 1) % every == 0 and step + 1 < tc.max_steps else {})
+        if is_main and (step % tc.log_every == 0 or step == tc.max_steps - 1 or held):
             row = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "tokens": tokens,
                    "tokens_per_s": tokens / dt, "step_time_s": dt, "grad_norm": grad_norm,
                    "updated": updated, "mem/optimizer_state_device_gib": acct["optimizer_state_device_bytes"] / GIB,
                    "mem/optimizer_state_host_gib": acct["optimizer_state_host_bytes"] / GIB,
-                   "mem/grads_gib": acct["grads_bytes"] / GIB, **method.stats()}
+                   "mem/grads_gib": acct["grads_bytes"] / GIB, **method.stats(), **held}
             metrics.write(row)
             if wandb is not None:
                 wandb.log(row, step)
@@ -293,7 +299,8 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         "status": "success", "error": None, "run_dir": str(run_dir),
         "train/final_loss": loss_value, "train/steps": tc.max_steps,
         "train/world_size": world, "train/global_batch": tc.batch_size * world * tc.grad_accum,
-        "data/train_examples": len(examples), "data/examples_seen": dataset.num_seen,
+        "data/train_examples": len(examples), "data/heldout_examples": len(heldout),
+        "data/examples_seen": dataset.num_seen,
         "data/truncated": dataset.num_truncated,
         "speed/tokens_per_s": speed.tokens_per_s, "speed/step_time_s_median": speed.median_step_s,
         "params/trainable": count_params(model, trainable_only=True), "params/total": count_params(model),
@@ -305,6 +312,8 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         **{f"method/{k}": v for k, v in method.summary().items()},
     }
     if is_main:
+        if heldout and (cfg.eval.heldout_loss or cfg.eval.heldout_every):
+            result.update(_heldout_loss(cfg, model, tokenizer, heldout, device))
         result.update(_evaluate(cfg, model, tokenizer, device))
         if tc.save_model != "none":
             out = run_dir / "model"
@@ -321,6 +330,16 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     if dist is not None:
         dist.barrier()
     return result, model
+
+
+def _heldout_loss(cfg: RunConfig, model, tokenizer, heldout: list[dict], device) -> dict:
+    from grass.eval.heldout import heldout_loss
+
+    out = heldout_loss(model, tokenizer, heldout, seq_len=cfg.train.seq_len, batch_size=cfg.eval.batch_size,
+                       device=device, precision=cfg.train.precision)
+    log.info("held-out loss %.4f +- %.4f (standard error) on %d examples", out["loss/heldout"],
+             out["loss/heldout_se"], out["loss/heldout_n"])
+    return out
 
 
 def _evaluate(cfg: RunConfig, model, tokenizer, device) -> dict:

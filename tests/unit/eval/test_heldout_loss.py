@@ -1,0 +1,64 @@
+"""Held-out loss: the token mean over response tokens, its standard error, and its records."""
+import json
+import math
+
+import pytest
+import torch
+
+from grass.cli import main
+from grass.data.format import Collator, encode_example
+from grass.eval.heldout import heldout_loss, ratio_mean_se
+from grass.models.load import load_model
+
+
+def test_ratio_mean_se_by_hand():
+    sums, counts = [2.0, 6.0, 1.0], [1, 3, 1]
+    mean, se = ratio_mean_se(sums, counts)
+    assert mean == pytest.approx(9 / 5)
+    # residuals s_i - L n_i: 0.2, 0.6, -0.8; sum of squares 1.04; k = 3; mean count 5/3
+    assert se == pytest.approx(math.sqrt(1.04 / 6) / (5 / 3))
+    assert ratio_mean_se([3.0], [2])[0] == 1.5 and math.isnan(ratio_mean_se([3.0], [2])[1])
+    assert ratio_mean_se([1.0, 5.0], [0, 0]) == pytest.approx((math.nan, math.nan), nan_ok=True)
+
+
+def test_heldout_loss_is_the_token_mean_of_the_models_own_loss():
+    torch.manual_seed(0)
+    model, tok = load_model("tiny-llama")
+    examples = [{"instruction": f"Say {w}.", "input": "", "output": w * (i + 1)} for i, w in enumerate("abcde")]
+    out = heldout_loss(model, tok, examples, seq_len=64, batch_size=2, device=torch.device("cpu"))
+    # reference: one example at a time, HF's loss is the token mean over that example's labels
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for ex in examples:
+            batch = Collator(tok.pad_token_id)([encode_example(tok, ex, 64)[0]])
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            total += float(model(**batch).loss) * n
+            tokens += n
+    assert out["loss/heldout"] == pytest.approx(total / tokens, rel=1e-5)
+    assert out["loss/heldout_tokens"] == tokens and out["loss/heldout_n"] == 5
+    assert out["loss/heldout_se"] > 0
+
+
+def test_train_records_heldout_loss_in_metrics_and_result(runs_dir, fixed_batch_file, tmp_path):
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([{"instruction": f"What is {i} plus 1?", "input": "", "output": f"It is {i + 1}."}
+                                for i in range(24)]))
+    code = main(["train", "model.name=tiny-llama", "method.name=lisa", f"data.train={data}", "data.heldout=0.25",
+                 "eval.heldout_loss=true", "eval.heldout_every=2", "train.max_steps=5", "train.batch_size=4",
+                 "train.seq_len=64", "train.lr=5e-3", "method.switch_every=2"])
+    assert code == 0
+    (run,) = [p for p in (runs_dir / "default").iterdir()]
+    result = json.loads((run / "result.json").read_text())
+    assert result["loss/heldout_n"] == 6 and result["data/train_examples"] == 18
+    assert math.isfinite(result["loss/heldout"]) and result["loss/heldout_se"] > 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss/heldout" in r] == [1, 3]
+    # training lowered the held-out loss of a task this easy (lr 5e-3 on a tiny model)
+    first = next(r["loss/heldout"] for r in rows if "loss/heldout" in r)
+    assert result["loss/heldout"] < first
+
+
+def test_heldout_loss_without_heldout_data_is_refused(capsys):
+    assert main(["train", "eval.heldout_loss=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "data.heldout" in err
