@@ -68,7 +68,8 @@ class TrainConfig:
     warmup_ratio: float = _f(0.03, "fraction of update steps with linear warm-up")
     min_lr_ratio: float = _f(0.0, "cosine decay ends at lr * min_lr_ratio")
     max_grad_norm: float = _f(1.0, "global gradient-norm clipping; 0 disables")
-    precision: str = _f("fp32", "fp32 | bf16 (autocast)")
+    precision: str = _f("fp32", "fp32 | bf16 (autocast) | auto (bf16 where the device computes it natively: "
+                                "a bf16 GPU, or a CPU with AVX512-BF16/AMX; else fp32)")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
     log_every: int = _f(1, "write a metrics.jsonl line every N steps")
@@ -232,7 +233,7 @@ def validate(cfg: RunConfig) -> None:
     if t.lr <= 0:
         raise ConfigError(f"train.lr must be positive, got {t.lr}")
     choices = {
-        "train.precision": (t.precision, ("fp32", "bf16")),
+        "train.precision": (t.precision, ("fp32", "bf16", "auto")),
         "train.save_model": (t.save_model, ("none", "full", "adapter")),
         "model.dtype": (cfg.model.dtype, ("float32", "bfloat16")),
         "model.init": (cfg.model.init, ("pretrained", "random")),

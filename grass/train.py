@@ -54,6 +54,28 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: a bf16 GPU, or a CPU with AVX512-BF16 or AMX.
+
+    On a CPU without them torch emulates bf16 matmuls and autocast is slower than fp32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``train.precision`` as run: ``auto`` becomes ``bf16`` where :func:`native_bf16`, else ``fp32``."""
+    if name != "auto":
+        return name
+    return "bf16" if native_bf16(device) else "fp32"
+
+
 def lr_lambda(num_updates: int, warmup_ratio: float, min_lr_ratio: float) -> Callable[[int], float]:
     """Linear warm-up over ``warmup_ratio * num_updates`` updates, then cosine to ``min_lr_ratio``."""
     warmup = int(round(warmup_ratio * num_updates))
@@ -203,7 +225,8 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     metrics = MetricsWriter(run_dir, resume_step=start_step if start_step else None) if is_main else None
     speed = Speedometer(device)
     peaks = {"grads_bytes": 0, "optimizer_state_device_bytes": 0, "optimizer_state_host_bytes": 0}
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if tc.precision == "bf16" else contextlib.nullcontext()
+    precision = resolve_precision(tc.precision, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if is_main:
@@ -298,7 +321,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     result = _identity(cfg) | {
         "status": "success", "error": None, "run_dir": str(run_dir),
         "train/final_loss": loss_value, "train/steps": tc.max_steps,
-        "train/world_size": world, "train/global_batch": tc.batch_size * world * tc.grad_accum,
+        "train/world_size": world, "train/precision": precision, "train/global_batch": tc.batch_size * world * tc.grad_accum,
         "data/train_examples": len(examples), "data/heldout_examples": len(heldout),
         "data/examples_seen": dataset.num_seen,
         "data/truncated": dataset.num_truncated,
@@ -336,7 +359,7 @@ def _heldout_loss(cfg: RunConfig, model, tokenizer, heldout: list[dict], device)
     from grass.eval.heldout import heldout_loss
 
     out = heldout_loss(model, tokenizer, heldout, seq_len=cfg.train.seq_len, batch_size=cfg.eval.batch_size,
-                       device=device, precision=cfg.train.precision)
+                       device=device, precision=resolve_precision(cfg.train.precision, device))
     log.info("held-out loss %.4f +- %.4f (standard error) on %d examples", out["loss/heldout"],
              out["loss/heldout_se"], out["loss/heldout_n"])
     return out
