@@ -78,16 +78,14 @@ def _points(exp: Experiment) -> Iterable[tuple[dict, dict]]:
     keys = list(exp.axes)
     labels = {k: _labels(k, list(exp.axes[k])) for k in keys}
     for combo in itertools.product(*(range(len(exp.axes[k])) for k in keys)):
-        for seed in exp.seeds:
-            deltas: dict[str, Any] = {}
-            point: dict[str, Any] = {}
-            for key, i in zip(keys, combo):
-                value = exp.axes[key][i]
-                deltas.update(flatten(value) if isinstance(value, dict) else {key: value})
-                point.update(labels[key][i])
-            deltas["seed"] = seed
-            point["seed"] = seed
-            yield deltas, point
+        settings: dict[str, Any] = {}
+        coords: dict[str, Any] = {}
+        for key, i in zip(keys, combo):
+            value = exp.axes[key][i]
+            settings.update(flatten(value) if isinstance(value, dict) else {key: value})
+            coords.update(labels[key][i])
+        for seed in exp.seeds_for(settings):
+            yield {**settings, "seed": seed}, {**coords, "seed": seed}
 
 
 def _axis_keys(exp: Experiment) -> set[str]:

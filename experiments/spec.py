@@ -8,6 +8,7 @@ variants (e.g. ``paper`` for GPUs) as extra base deltas.
 """
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -86,6 +87,10 @@ class Experiment:
         feeds: the paper tables/figures this experiment produces (e.g. ``"table2"``, ``"fig5"``).
         description: longer notes: budget rule, what to look at.
         budgets: named variants, e.g. ``{"paper": {"train.max_steps": 1000}}``, merged over ``base``.
+        seed_plan: ``[(match, seeds), ...]``: grid points whose axis settings match ``match``
+            (dotted key -> value, or a list of accepted values) get ``seeds`` instead of
+            ``seeds``; the first matching entry wins. Spends seeds where a comparison is decided,
+            e.g. more seeds for the layer-wise methods on one task.
     """
 
     name: str
@@ -97,6 +102,7 @@ class Experiment:
     feeds: list = field(default_factory=list)
     description: str = ""
     budgets: dict = field(default_factory=dict)
+    seed_plan: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -111,6 +117,12 @@ class Experiment:
         for key, values in self.axes.items():
             if not isinstance(values, (list, tuple)) or not values:
                 raise ConfigError(f"experiment '{self.name}': axis '{key}' needs a non-empty list of values")
+        for entry in self.seed_plan:
+            ok = isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], dict)
+            seeds = list(entry[1]) if ok else []
+            if not ok or not seeds or len(set(seeds)) != len(seeds):
+                raise ConfigError(f"experiment '{self.name}': each seed_plan entry is (match dict, seeds without "
+                                  f"repeats), got {entry!r}")
         for budget, delta in self.budgets.items():
             if not isinstance(delta, dict):
                 raise ConfigError(f"experiment '{self.name}': budget '{budget}' must be a dict of config deltas")
@@ -129,10 +141,22 @@ class Experiment:
             base.update(flatten(self.budgets[budget]))
         return base
 
+    def seeds_for(self, settings: dict[str, Any]) -> list:
+        """The seeds of a grid point, from its flattened axis settings (see ``seed_plan``)."""
+        for match, seeds in self.seed_plan:
+            if all((settings.get(k) in v) if isinstance(v, (list, tuple)) else settings.get(k) == v
+                   for k, v in flatten(match).items()):
+                return list(seeds)
+        return list(self.seeds)
+
     @property
     def grid_size(self) -> int:
-        """Number of runs (grid points times seeds), before ``--only`` filtering."""
-        n = len(self.seeds)
-        for values in self.axes.values():
-            n *= len(values)
-        return n
+        """Number of runs (grid points times their seeds), before ``--only`` filtering."""
+
+        total = 0
+        for combo in itertools.product(*self.axes.values()):
+            settings: dict[str, Any] = {}
+            for key, value in zip(self.axes, combo):
+                settings.update(flatten(value) if isinstance(value, dict) else {key: value})
+            total += len(self.seeds_for(settings))
+        return total

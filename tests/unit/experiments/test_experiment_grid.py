@@ -143,3 +143,38 @@ def test_a_run_config_survives_the_trip_to_a_job_with_its_id(tmp_path):
         assert run_id(config_from_dicts([to_dict(run.cfg)])) == run.run_id  # what a SLURM job receives
         (tmp_path / "config.yaml").write_text(to_yaml(run.cfg))
         assert run_id(from_run_dir(tmp_path)) == run.run_id  # what a local process reads
+
+
+def test_seed_plan_spends_more_seeds_where_it_matches():
+    exp = Experiment(name="plan", question="q?", base={"train.max_steps": 2},
+                     axes={"data.train": ["math", "commonsense"], "method.name": ["full", "lisa"]}, seeds=[0],
+                     seed_plan=[({"data.train": "math", "method.name": ["lisa"]}, [0, 1, 2])])
+    runs = expand(exp)
+    per_point = {}
+    for r in runs:
+        per_point.setdefault((r.cfg.data.train, r.cfg.method.name), []).append(r.cfg.seed)
+    assert per_point == {("math", "full"): [0], ("math", "lisa"): [0, 1, 2], ("commonsense", "full"): [0],
+                         ("commonsense", "lisa"): [0]}
+    assert exp.grid_size == len(runs) == 6
+    with pytest.raises(ConfigError, match="seed_plan"):
+        Experiment(name="bad", question="q?", seed_plan=[({"method.name": "lisa"}, [1, 1])])
+
+
+def test_cpu_repro_meets_the_issue_budget():
+    """At least 200 steps of >= 512 tokens, 256 held-out examples, >= 200 items per benchmark,
+    8 seeds of the layer-wise methods on arithmetic, >= 20 draws of the active set per run."""
+    runs = expand(get_experiment("cpu_repro"))
+    assert len(runs) == 45
+    for r in runs:
+        t = r.cfg.train
+        assert t.max_steps >= 200 and t.batch_size * t.seq_len >= 512
+        assert r.cfg.data.heldout == 256 and r.cfg.eval.heldout_loss
+        if r.cfg.method.name in ("lisa", "grass"):
+            probe = getattr(r.cfg.method, "probe_steps", 0)
+            assert (t.max_steps - probe) // r.cfg.method.switch_every >= 20
+    seeds = {}
+    for r in runs:
+        key = (r.cfg.data.train, r.cfg.method.name, getattr(r.cfg.method, "mode", None))
+        seeds[key] = seeds.get(key, 0) + 1
+    assert seeds[("math", "lisa", None)] == seeds[("math", "grass", "adaptive")] == seeds[("math", "grass", "static")] == 8
+    assert all(n >= 3 for n in seeds.values())
