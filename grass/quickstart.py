@@ -68,6 +68,7 @@ def run_quickstart(budget: str | None = None, runs_dir: str | None = None, out=p
 def _analyse(runs_dir: str | None, out) -> Path:
     from analysis.collect import collect
     from analysis.commands import ANALYSIS_DIR, write_all
+    from analysis.projection import projection_table
     from analysis.table_format import to_markdown
 
     # A user's own quickstart counts even from a tree with uncommitted changes.
@@ -76,11 +77,51 @@ def _analyse(runs_dir: str | None, out) -> Path:
     tables, report = write_all(coll, dest)
     out("")
     for t in tables:
-        if t.name in ("accuracy", "efficiency"):
+        if t.name in ("accuracy", "heldout", "efficiency"):
             out(to_markdown(t))
+    out(to_markdown(projection_table(list(dict.fromkeys(coll.runs["method"])) or ["full", "lora", "lisa", "grass"])))
+    for line in budget_notes(coll.runs):
+        out(line)
     out(f"tables and figures: {dest}")
     out(f"report: {report}")
     return report
+
+
+def budget_notes(runs) -> list[str]:
+    """What this budget can and cannot show, and how GRASS's probe counts, from the runs' own records.
+
+    Args:
+        runs: the collected runs frame (one row per run; ``cfg.*`` columns hold the config).
+
+    Returns:
+        Lines to print under the tables.
+    """
+    import math
+
+    ok = runs[runs["status"] == "success"] if "status" in runs else runs
+    if ok.empty:
+        return []
+    lines = []
+    items = [int(v) for c in ok.columns if c.startswith("eval/n/") for v in ok[c].dropna()]
+    seeds = ok["seed"].nunique() if "seed" in ok else 1
+    steps = int(ok["cfg.train.max_steps"].max())
+    if items:
+        n = min(items)
+        half = 100 * 1.96 * math.sqrt(0.25 / n)  # widest 95% interval, at 50% accuracy
+        se = ok["loss/heldout_se"].dropna() if "loss/heldout_se" in ok else []
+        held = (f" and held-out-loss differences beyond about +-{2 * 1.96 * float(se.median()):.3f}"
+                if len(se) else "")
+        lines.append(f"What this budget shows: {seeds} seed(s), {steps} steps, {n} items per benchmark. Memory "
+                     f"and speed differences{held} are measurable; accuracy rankings are not: a {n}-item cell's "
+                     f"95% interval is up to +-{half:.0f} points.")
+    if "cfg.method.probe_steps" in ok:
+        probe = ok["cfg.method.probe_steps"].dropna()
+        if len(probe) and int(probe.max()) > 0:
+            p = int(probe.max())
+            lines.append(f"GRASS's first {p} of its {steps} steps are the probe (forward and backward, no update): "
+                         f"every method gets the same {steps} forward/backward passes, and GRASS updates the "
+                         f"weights on {steps - p} of them.")
+    return lines
 
 
 def _cmd(args) -> int:

@@ -20,6 +20,10 @@ EXPERIMENT = Experiment(
         "train.batch_size": 4,
         "train.seq_len": 128,
         "train.warmup_ratio": 0.1,
+        "train.precision": "auto",  # bf16 autocast where the CPU has native bf16 (scripts/check_bf16_cpu.py)
+        # Held-out loss has far more power than 16 accuracy items: the same 128 examples for every run.
+        "data.heldout": 128,
+        "eval.heldout_loss": True,
         "eval.benchmarks": ["boolq", "piqa", "arc_e", "arc_c"],
         "eval.limit": 16,
         "eval.batch_size": 16,
