@@ -127,6 +127,11 @@ _ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"):
                 ("eval", "heldout_loss"): False, ("eval", "heldout_every"): 0}
 
 
+# Fields that change how a run is recorded, not what it computes: hashed at their default value,
+# so turning on checkpoints (e.g. to survive preemption) or logging more often keeps a run's id.
+_NOT_COMPUTED = {("train", "checkpoint_every"): 0, ("train", "log_every"): 1}
+
+
 def _schema_keys(cls: type) -> dict[str, Any]:
     """Field name -> nested dataclass type (or None for a leaf)."""
     out: dict[str, Any] = {}
@@ -278,6 +283,8 @@ def run_id(cfg: RunConfig) -> str:
     for (section, key), default in _ADDED_LATER.items():
         if d.get(section, {}).get(key, default) == default:
             d[section].pop(key, None)
+    for (section, key), default in _NOT_COMPUTED.items():
+        d[section][key] = default
     digest = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{cfg.method.name}-{digest}"
 

@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 runs="${GRASS_REPRO_RUNS_DIR:-results}"
-launch() { grass launch cpu_repro --cluster local --runs-dir "$runs" "$@"; }
+# A checkpoint every 10 steps: a killed run (not only a signalled one) resumes; it is not part of the run id.
+launch() { grass launch cpu_repro --cluster local --runs-dir "$runs" --set train.checkpoint_every=10 "$@"; }
 for seed in 0 1 2 3 4 5 6 7; do
   launch --only data.train=math --only method.name=lisa,grass --only seed=$seed "${@}"
 done

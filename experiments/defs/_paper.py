@@ -45,3 +45,19 @@ COMMONSENSE = {
     "eval.max_new_tokens": 32,
     "eval.batch_size": 32,
 }
+
+# The paper's own models, by HF id (they need the hub, or a local copy named by its folder), at the
+# paper's memory setting (sequence 1024, micro-batch 4; Table 4), weights in bf16 and gradient
+# checkpointing so that full fine-tuning of LLaMA2-7B fits one 80 GB GPU (`grass memory` predicts
+# 52.8 GiB for it). Global batch 16 as in ARITH / COMMONSENSE.
+PAPER_MODELS = ["TinyLlama/TinyLlama-1.1B-Chat-v1.0", "google/gemma-2b", "meta-llama/Llama-2-7b-hf"]
+PAPER_SETTING = {
+    "model.dtype": "bfloat16",
+    "train.seq_len": 1024,
+    "train.batch_size": 4,
+    "train.grad_accum": 4,
+    "train.gradient_checkpointing": True,
+}
+# One 80 GB GPU per run, sized for the largest model (LLaMA2-7B); a job requeues itself after its
+# time limit and resumes from its checkpoint, so the limit bounds one job, not the run.
+PAPER_RESOURCES = {"gpus": 1, "cpus": 8, "mem_gb": 128, "time_min": 720}

@@ -66,6 +66,12 @@ EXPERIMENT = Experiment(
     seed_plan=[({"data.train": "math", "method.name": ["lisa", "grass"]}, list(range(8)))],
     resources=Resources(cpus=1, time_min=180),
     feeds=["docs/reproduction.md"],
+    budgets={
+        # The same design at a paper-like budget on one GPU (scripts/gpu_minigrid.sh): 300 steps of
+        # 8 x 512 tokens in bf16 (36 draws of the active set per GRASS run).
+        "gpu": {"train.max_steps": 300, "train.batch_size": 8, "train.seq_len": 512, "train.precision": "bf16",
+                "eval.batch_size": 64},
+    },
     description="2 tasks x 5 methods: 3 x 8 + 2 x 3 arithmetic runs and 5 x 3 commonsense runs = 45 runs. "
                 "Launch with the committed results folder as runs dir so finished runs are skipped: "
                 "`grass launch cpu_repro --cluster local --runs-dir results --max-parallel 2` "

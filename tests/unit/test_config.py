@@ -54,6 +54,14 @@ def test_run_id_is_stable_and_ignores_logging():
     assert run_id(a) != run_id(load_config(None, ["method.name=lisa", "seed=1"]))
 
 
+def test_recording_knobs_do_not_change_the_run_id():
+    """Checkpointing (to survive preemption) and the logging period change how a run is recorded, not
+    what it computes: a grid relaunched with checkpoints on finds its finished runs."""
+    a = load_config(None, ["method.name=lisa"])
+    b = load_config(None, ["method.name=lisa", "train.checkpoint_every=10", "train.log_every=5"])
+    assert run_id(a) == run_id(b) == "lisa-531ccd22d4"
+
+
 def test_run_ids_recorded_by_earlier_versions_still_match():
     # Ids of finished runs from before model.init existed: a new field at its default must not
     # change them (a grid launched again would re-run everything).
