@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "grass.data.commands",   # data list | download
     "experiments.commands",  # launch, status
     "analysis.commands",     # tables, plots, report
+    "analysis.reproduction", # reproduction (docs/reproduction.md)
     "grass.memory.commands", # memory
     "grass.quickstart",      # quickstart
 )
