@@ -81,7 +81,8 @@ def accuracy_estimate(rows: pd.DataFrame, col: str, prefix: str = "acc/") -> Est
 
 def average_estimate(rows: pd.DataFrame, prefix: str = "acc/") -> Estimate | None:
     """The average accuracy over benchmarks; one run's interval is the normal approximation of a mean
-    of independent proportions, ``1.96 * sqrt(sum_b p_b (1 - p_b) / n_b) / B``."""
+    of independent proportions, ``1.96 * sqrt(sum_b p_b (1 - p_b) / n_b) / B`` (Agresti-Coull adjusted
+    ``p_b``: see :func:`~analysis.stats.mean_of_proportions_half_width`)."""
     col = f"{prefix}avg"
     have = rows[rows[col].notna()] if col in rows else rows.iloc[:0]
     if have.empty:

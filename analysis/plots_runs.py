@@ -70,7 +70,7 @@ def plot_accuracy_vs_memory(runs: pd.DataFrame) -> Figure | None:
         ax.set_xlabel(mem_label)
         ax.set_ylabel("average accuracy (%)")
         ax.grid(alpha=0.3)
-    fig.suptitle("Accuracy vs memory (bars: one run's 95% interval, or mean ± std over seeds)")
+    fig.suptitle("Accuracy vs memory\nbars: one run's 95% interval, or mean ± std over seeds")
     shared_legend(fig, axes, ncols=3)
     return fig
 
@@ -179,7 +179,7 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("held-out loss (token mean, response tokens)")
         ax.grid(alpha=0.3)
-    fig.suptitle("Held-out loss (band: ± std over seeds, or ± 1.96 standard errors for one run)")
+    fig.suptitle("Held-out loss (lower is better)\nband: ± std over seeds, or ± 1.96 standard errors for one run")
     shared_legend(fig, axes, ncols=3)
     return fig
 
@@ -220,6 +220,6 @@ def plot_sensitivity(runs: pd.DataFrame) -> Figure | None:
         ax.set_ylabel("average accuracy (%)")
         ax.set_title(f"GRASS: accuracy vs {SENSITIVITY[p].split(' (')[0]}")
         ax.grid(alpha=0.3)
-    fig.suptitle("Bars: one run's 95% interval, or mean ± std over seeds")
+    fig.suptitle("bars: 95% interval (one run) or ± std (seeds)")
     shared_legend(fig, axes, ncols=2)
     return fig

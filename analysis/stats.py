@@ -34,10 +34,17 @@ def mean_of_proportions_half_width(percents: list[float], ns: list[int], z: floa
     """Half-width (percent) of the normal-approximation interval of a mean of independent accuracies.
 
     The average over B benchmarks ``sum_b p_b / B`` has standard error ``sqrt(sum_b p_b(1-p_b)/n_b) / B``.
+    Each ``p_b`` enters with the Agresti-Coull adjustment ``(k_b + z^2/2) / (n_b + z^2)`` over
+    ``n_b + z^2`` items, so benchmarks at 0% or 100% still count as uncertain (the plain formula
+    would give a model scoring 0/4 everywhere an interval of width 0).
     """
     if not percents or len(percents) != len(ns) or min(ns) <= 0:
         raise ValueError("one positive item count per accuracy is needed")
-    var = sum((p / 100.0) * (1 - p / 100.0) / n for p, n in zip(percents, ns))
+    var = 0.0
+    for p, n in zip(percents, ns):
+        n_adj = n + z * z
+        p_adj = (p / 100.0 * n + z * z / 2) / n_adj
+        var += p_adj * (1 - p_adj) / n_adj
     return 100.0 * z * math.sqrt(var) / len(percents)
 
 
@@ -74,12 +81,13 @@ def paired_t_p(diffs: list[float]) -> float | None:
     """Two-sided one-sample t-test p of the paired differences against 0.
 
     None where the test is undefined: fewer than two pairs, or differences without spread (then
-    t is 0/0 or infinite and a p-value would claim more than the data holds).
+    t is 0/0 or infinite and a p-value would claim more than the data holds). Spread at the level
+    of float rounding (``1.25 - 1.30`` is not exactly ``-0.05``) counts as none.
     """
     if len(diffs) < 2:
         return None
     _, s = mean_std(diffs)
-    if not s > 0:
+    if not s > 1e-9 * max(abs(d) for d in diffs):
         return None
     return float(_scipy.ttest_1samp(diffs, 0.0).pvalue)
 

@@ -97,7 +97,8 @@ def accuracy_table(coll: Collection, prefix: str = "acc/", digits: int = 1) -> T
     notes = [interval_note(kinds, f"{kind} (%)", "Wilson, from the item count")]
     if avg in cols and any(es[-1] is not None and es[-1].kind == "ci" for es in ests):
         notes.append("Avg of one run: normal approximation of the mean of independent proportions, "
-                     "± 1.96 * sqrt(sum_b p_b (1 - p_b) / n_b) / B over its B benchmarks.")
+                     "± 1.96 * sqrt(sum_b p_b (1 - p_b) / n_b) / B over its B benchmarks, with the Agresti-Coull "
+                     "p_b = (k_b + 1.92) / (n_b + 3.84) so that 0% or 100% still has a width.")
     notes.append(_best_note(noisy))
     return Table("accuracy_lmeval" if prefix == "acc_lmeval/" else "accuracy",
                  f"{kind} (%) on {coll.experiment}", header, rows, _align(lead, len(cols)),

@@ -92,7 +92,7 @@ def _write_run(root: Path, experiment: str, method: str, seed: int, acc: dict | 
     return run_dir
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_run():
     """The run-directory writer, for tests that build their own experiment."""
     return _write_run

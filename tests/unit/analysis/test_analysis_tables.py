@@ -1,6 +1,8 @@
 """The golden run set turns into exactly the expected table text."""
 from __future__ import annotations
 
+import pytest
+
 from analysis.collect import collect
 from analysis.table_format import to_html, to_latex, to_markdown
 from analysis.tables import accuracy_table, build_tables, efficiency_table, heldout_loss_table, paper_table, write_tables
@@ -114,3 +116,57 @@ def test_write_tables_and_html(golden, tmp_path):
     assert (tmp_path / "tables.md").read_text().count("### ") == 5
     html = to_html(tables[0])
     assert "<b>65.0 ± 1.4</b>" in html and "<u>" not in html
+
+
+QUICK = {"full": ((56.25, 50.0), (1.60, 0.04)), "lora": ((50.0, 43.75), (1.95, 0.04)),
+         "lisa": ((37.5, 31.25), (1.90, 0.04)), "grass": ((43.75, 37.5), (1.88, 0.04))}
+
+# Avg of full: Agresti-Coull p 10.92 / 19.84 = 0.5504 and 0.5 over 19.84 items;
+# 53.1 +- 1.96 sqrt((0.5504 * 0.4496 + 0.25) / 19.84) / 2 = 53.1 +- 15.5
+QUICK_ACCURACY_MD = """\
+| Model | Method | n | BoolQ | PIQA | Avg |
+|:--|:--|--:|--:|--:|--:|
+| tiny-llama | full | 1 | 56.2 [33.2, 76.9] | 50.0 [28.0, 72.0] | 53.1 [37.6, 68.6] |
+| tiny-llama | lora | 1 | 50.0 [28.0, 72.0] | 43.8 [23.1, 66.8] | 46.9 [31.4, 62.4] |
+| tiny-llama | lisa | 1 | 37.5 [18.5, 61.4] | 31.2 [14.2, 55.6] | 34.4 [19.3, 49.4] |
+| tiny-llama | grass | 1 | 43.8 [23.1, 66.8] | 37.5 [18.5, 61.4] | 40.6 [25.3, 56.0] |
+
+Accuracy (%); one run: value [95% interval; Wilson, from the item count].
+
+Avg of one run: normal approximation of the mean of independent proportions, ± 1.96 * sqrt(sum_b p_b (1 - p_b) / \
+n_b) / B over its B benchmarks, with the Agresti-Coull p_b = (k_b + 1.92) / (n_b + 3.84) so that 0% or 100% \
+still has a width.
+
+Bold marks the best and underline the second only where its interval (or mean ± std) does not overlap the next \
+one's. Within noise, so unmarked: BoolQ, PIQA, Avg.
+"""
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory, write_run):
+    """As the quickstart budget: one seed per method, 16 items per benchmark, held-out loss."""
+    root = tmp_path_factory.mktemp("runs")
+    for method, ((boolq, piqa), heldout) in QUICK.items():
+        write_run(root, "quick", method, 0, {"boolq": boolq, "piqa": piqa}, n_items=16, steps=5, heldout=heldout)
+    return root
+
+
+def test_one_seed_on_16_items_shows_intervals_and_marks_no_best(quick):
+    md = to_markdown(accuracy_table(collect("quick", quick)))
+    assert QUICK_ACCURACY_MD in md and "**" not in md and "<u>" not in md
+
+
+def test_one_seed_heldout_loss_can_still_tell_methods_apart(quick):
+    md = to_markdown(heldout_loss_table(collect("quick", quick)))
+    # full [1.522, 1.678] clears grass [1.802, 1.958]; grass and lisa overlap, so no second
+    assert "| tiny-llama | full | 1 | **1.600 [1.522, 1.678]** | 64 | 4,096 |" in md
+    assert "| tiny-llama | grass | 1 | 1.880 [1.802, 1.958] | 64 | 4,096 |" in md and "<u>" not in md
+    assert "one run: value [95% interval; ± 1.96 standard errors over examples]." in md
+
+
+def test_efficiency_cpu_note_only_for_cpu_runs(tmp_path, write_run):
+    for method in ("full", "lisa"):
+        write_run(tmp_path, "gpu", method, 0, {"boolq": 50.0}, steps=5, device="cuda:0",
+                  mem={"mem/peak_device_gib": 3.0})
+    notes = " ".join(efficiency_table(collect("gpu", tmp_path)).notes)
+    assert "host and device are one memory" not in notes and "grass memory" not in notes
