@@ -153,7 +153,8 @@ def interval_note(kinds: set[str], what: str, one_run: str) -> str:
     """
     parts = []
     if "ci" in kinds:
-        parts.append(f"one run: value [95% interval; {one_run}]")
+        parts.append(f"one run: value [95% interval; {one_run}; it covers the sampling of items, not the "
+                     "variation between seeds]")
     if "std" in kinds:
         parts.append("n ≥ 2 runs (seeds): mean ± sample std")
     if "none" in kinds:

@@ -154,7 +154,8 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
     """Held-out loss over training per method, one panel per model.
 
     Several seeds: the mean with a band of ± std over seeds; one run: its value with a band of
-    ± 1.96 standard errors over the held-out examples.
+    ± 1.96 standard errors over the held-out examples. A loss measured only at the end is one
+    point per method, with an error bar of the same width.
     """
     series = {d: _heldout_series(r, metrics.get(d, pd.DataFrame())) for d, r in runs.set_index("run_dir").iterrows()}
     have = runs[runs["run_dir"].map(lambda d: not series[d].empty)]
@@ -172,14 +173,17 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
                 half = curves.std(axis=1, ddof=1).fillna(0.0)
             else:
                 half = Z95 * series[g["run_dir"].iloc[0]]["loss/heldout_se"].fillna(0.0)
-            ax.plot(mean.index, mean, color=color, marker=".", ls=LINESTYLES[style[(method, variant)] % len(LINESTYLES)],
-                    label=label(method, variant) + (f" ({len(g)} seeds)" if len(g) > 1 else ""))
-            ax.fill_between(mean.index, mean - half, mean + half, color=color, alpha=0.2, lw=0)
+            # A band needs two steps; a loss measured only at the end gets an error bar instead.
+            ax.errorbar(mean.index, mean, yerr=half if len(mean) == 1 else None, capsize=4, color=color, marker=".",
+                        ls=LINESTYLES[style[(method, variant)] % len(LINESTYLES)],
+                        label=label(method, variant) + (f" ({len(g)} seeds)" if len(g) > 1 else ""))
+            if len(mean) > 1:
+                ax.fill_between(mean.index, mean - half, mean + half, color=color, alpha=0.2, lw=0)
         ax.set_title(str(model))
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("held-out loss (token mean, response tokens)")
         ax.grid(alpha=0.3)
-    fig.suptitle("Held-out loss (lower is better)\nband: ± std over seeds, or ± 1.96 standard errors for one run")
+    fig.suptitle("Held-out loss (lower is better)\nband or bar: ± std over seeds, or ± 1.96 standard errors for one run")
     shared_legend(fig, axes, ncols=3)
     return fig
 

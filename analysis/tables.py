@@ -130,7 +130,7 @@ def heldout_loss_table(coll: Collection, digits: int = 3) -> Table | None:
                                   "that no run trains on (the same examples for every run), lower is better",
                            "± 1.96 standard errors over examples"),
              _best_note(noisy)]
-    return Table("heldout_loss", f"Held-out loss on {coll.experiment}", header, rows, _align(lead, 3),
+    return Table("heldout", f"Held-out loss on {coll.experiment}", header, rows, _align(lead, 3),
                  notes + [n for n in [coll.footnote()] if n])
 
 

@@ -64,7 +64,7 @@ def test_heldout_loss_plot_draws_one_runs_band_of_1_96_standard_errors(tmp_path,
     fig = plot_heldout_loss(runs, {d: read_metrics(d) for d in runs["run_dir"]})
     ax = fig.axes[0]
     assert ax.get_ylabel() == "held-out loss (token mean, response tokens)"
-    full = next(line for line in ax.get_lines() if line.get_label() == "full")
+    full = next(c.lines[0] for c in ax.containers if c.get_label() == "full")
     assert list(full.get_xdata()) == [19, 39]  # logged after step 19, then the final value after step 39
     assert full.get_ydata()[-1] == pytest.approx(1.6)
     band = ax.collections[0].get_paths()[0].vertices
@@ -76,3 +76,12 @@ def test_no_heldout_loss_no_figure(tmp_path, write_run):
     write_run(tmp_path, "plain", "full", 0, {"boolq": 50.0}, steps=5)
     runs = collect("plain", tmp_path).runs
     assert plot_heldout_loss(runs, {d: read_metrics(d) for d in runs["run_dir"]}) is None
+
+
+def test_heldout_loss_measured_only_at_the_end_gets_error_bars(tmp_path, write_run):
+    runs = _one_seed_runs(tmp_path, write_run)
+    metrics = {d: read_metrics(d).drop(columns=["loss/heldout", "loss/heldout_se"]) for d in runs["run_dir"]}
+    ax = plot_heldout_loss(runs, metrics).axes[0]
+    bars = sorted(tuple(np.round(c.lines[2][0].get_segments()[0][:, 1], 3)) for c in ax.containers)
+    assert bars == [(round(1.6 - 1.96 * 0.04, 3), round(1.6 + 1.96 * 0.04, 3)),
+                    (round(1.9 - 1.96 * 0.04, 3), round(1.9 + 1.96 * 0.04, 3))]

@@ -109,9 +109,9 @@ def test_heldout_loss_table_marks_lower_as_better_when_separated(golden):
 
 def test_write_tables_and_html(golden, tmp_path):
     tables = build_tables(collect("golden", golden))
-    assert [t.name for t in tables] == ["accuracy", "heldout_loss", "paired", "efficiency", "paper_vs_ours"]
+    assert [t.name for t in tables] == ["accuracy", "heldout", "paired", "efficiency", "paper_vs_ours"]
     paths = write_tables(tables, tmp_path)
-    assert sorted(p.name for p in paths) == ["accuracy.tex", "efficiency.tex", "heldout_loss.tex", "paired.tex",
+    assert sorted(p.name for p in paths) == ["accuracy.tex", "efficiency.tex", "heldout.tex", "paired.tex",
                                              "paper_vs_ours.tex", "tables.md"]
     assert (tmp_path / "tables.md").read_text().count("### ") == 5
     html = to_html(tables[0])
@@ -131,7 +131,8 @@ QUICK_ACCURACY_MD = """\
 | tiny-llama | lisa | 1 | 37.5 [18.5, 61.4] | 31.2 [14.2, 55.6] | 34.4 [19.3, 49.4] |
 | tiny-llama | grass | 1 | 43.8 [23.1, 66.8] | 37.5 [18.5, 61.4] | 40.6 [25.3, 56.0] |
 
-Accuracy (%); one run: value [95% interval; Wilson, from the item count].
+Accuracy (%); one run: value [95% interval; Wilson, from the item count; it covers the sampling of items, not the \
+variation between seeds].
 
 Avg of one run: normal approximation of the mean of independent proportions, ± 1.96 * sqrt(sum_b p_b (1 - p_b) / \
 n_b) / B over its B benchmarks, with the Agresti-Coull p_b = (k_b + 1.92) / (n_b + 3.84) so that 0% or 100% \
@@ -161,7 +162,7 @@ def test_one_seed_heldout_loss_can_still_tell_methods_apart(quick):
     # full [1.522, 1.678] clears grass [1.802, 1.958]; grass and lisa overlap, so no second
     assert "| tiny-llama | full | 1 | **1.600 [1.522, 1.678]** | 64 | 4,096 |" in md
     assert "| tiny-llama | grass | 1 | 1.880 [1.802, 1.958] | 64 | 4,096 |" in md and "<u>" not in md
-    assert "one run: value [95% interval; ± 1.96 standard errors over examples]." in md
+    assert "one run: value [95% interval; ± 1.96 standard errors over examples; it covers the sampling" in md
 
 
 def test_efficiency_cpu_note_only_for_cpu_runs(tmp_path, write_run):
