@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 
 from analysis.collect import groups, label, memory_gib
 from analysis.estimates import average_estimate
-from analysis.stats import Z95
 from analysis.plots_style import LINESTYLES, MARKERS, method_color, shared_legend, subplots
+from analysis.stats import Z95
 
 # GRASS hyper-parameters a sensitivity grid may vary -> axis label.
 SENSITIVITY = {
@@ -57,8 +57,8 @@ def plot_accuracy_vs_memory(runs: pd.DataFrame) -> Figure | None:
         for (method, _, _, variant), g in groups(runs[runs["model"] == model]):
             est = average_estimate(g)
             x, y = g["_mem"].mean(), est.value
-            ax.errorbar(x, y, yerr=[[e] for e in est.errorbar()], fmt=MARKERS[style[(method, variant)] % len(MARKERS)], ms=8, capsize=3,
-                        color=method_color(method), label=label(method, variant))
+            ax.errorbar(x, y, yerr=[[e] for e in est.errorbar()], fmt=MARKERS[style[(method, variant)] % len(MARKERS)],
+                        ms=8, capsize=3, color=method_color(method), label=label(method, variant))
             pts.append((x, y))
         front = pareto_front(pts)
         if len(pts) > 1:
@@ -122,8 +122,9 @@ def plot_loss_curves(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> Fi
         n_steps = max(metrics[d]["step"].max() + 1 for d in sub["run_dir"])
         window = max(1, int(n_steps) // 50)
         for (method, _, _, variant), g in groups(sub):
-            curves = pd.concat({d: metrics[d].dropna(subset=["loss"]).set_index("step")["loss"].rolling(window, min_periods=1).mean()
-                                for d in g["run_dir"]}, axis=1)
+            # rows without a training loss (e.g. an evaluation-only row) are not points of the curve
+            curves = pd.concat({d: metrics[d].dropna(subset=["loss"]).set_index("step")["loss"]
+                                .rolling(window, min_periods=1).mean() for d in g["run_dir"]}, axis=1)
             color = method_color(method)
             ax.plot(curves.index, curves.mean(axis=1), color=color,
                     ls=LINESTYLES[style[(method, variant)] % len(LINESTYLES)], label=label(method, variant))
@@ -157,7 +158,8 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
     ± 1.96 standard errors over the held-out examples. A loss measured only at the end is one
     point per method, with an error bar of the same width.
     """
-    series = {d: _heldout_series(r, metrics.get(d, pd.DataFrame())) for d, r in runs.set_index("run_dir").iterrows()}
+    series = {d: _heldout_series(r, metrics.get(d, pd.DataFrame()))
+              for d, r in runs.set_index("run_dir").iterrows()}
     have = runs[runs["run_dir"].map(lambda d: not series[d].empty)]
     if have.empty:
         return None
@@ -174,8 +176,8 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
             else:
                 half = Z95 * series[g["run_dir"].iloc[0]]["loss/heldout_se"].fillna(0.0)
             # A band needs two steps; a loss measured only at the end gets an error bar instead.
-            ax.errorbar(mean.index, mean, yerr=half if len(mean) == 1 else None, capsize=4, color=color, marker=".",
-                        ls=LINESTYLES[style[(method, variant)] % len(LINESTYLES)],
+            ax.errorbar(mean.index, mean, yerr=half if len(mean) == 1 else None, capsize=4, color=color,
+                        marker=".", ls=LINESTYLES[style[(method, variant)] % len(LINESTYLES)],
                         label=label(method, variant) + (f" ({len(g)} seeds)" if len(g) > 1 else ""))
             if len(mean) > 1:
                 ax.fill_between(mean.index, mean - half, mean + half, color=color, alpha=0.2, lw=0)
@@ -208,8 +210,8 @@ def plot_sensitivity(runs: pd.DataFrame) -> Figure | None:
             ests = {x: average_estimate(at) for x, at in g.groupby(p)}
             xs = sorted(ests)
             fixed = "".join(f", {q.rsplit('.', 1)[-1]}={v:g}" for q, v in base.items())
-            ax.errorbar(xs, [ests[x].value for x in xs], yerr=list(zip(*(ests[x].errorbar() for x in xs))), marker=MARKERS[i % len(MARKERS)],
-                        capsize=3, color=method_color("grass"), ls=LINESTYLES[i % len(LINESTYLES)],
+            ax.errorbar(xs, [ests[x].value for x in xs], yerr=list(zip(*(ests[x].errorbar() for x in xs))),
+                        marker=MARKERS[i % len(MARKERS)], capsize=3, color=method_color("grass"), ls=LINESTYLES[i % len(LINESTYLES)],
                         label=f"grass, {model}{fixed}")
             lisa = runs.loc[(runs["method"] == "lisa") & (runs["model"] == model)].get("acc/avg")
             if lisa is not None and lisa.notna().any():

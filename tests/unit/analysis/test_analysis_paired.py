@@ -75,6 +75,7 @@ def test_grass_tables_reference_full_end_to_end(paired_runs, capsys):
 
 
 def test_grass_report_shows_the_paired_table(paired_runs, tmp_path, capsys):
-    assert main(["report", "pairs", "--runs-dir", str(paired_runs), "--out", str(tmp_path), "--reference", "full"]) == 0
+    argv = ["report", "pairs", "--runs-dir", str(paired_runs), "--out", str(tmp_path), "--reference", "full"]
+    assert main(argv) == 0
     html = (tmp_path / "report.html").read_text()
     assert '<table id="paired"><caption>Paired differences vs full on pairs</caption>' in html

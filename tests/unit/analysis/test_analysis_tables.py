@@ -5,7 +5,8 @@ import pytest
 
 from analysis.collect import collect
 from analysis.table_format import to_html, to_latex, to_markdown
-from analysis.tables import accuracy_table, build_tables, efficiency_table, heldout_loss_table, paper_table, write_tables
+from analysis.tables import (accuracy_table, build_tables, efficiency_table, heldout_loss_table, paper_table,
+                             write_tables)
 
 FOOTNOTE = "Left out: 1 unfinished, 1 failed, 1 from a dirty tree (use --include-unfinished to include them)."
 
