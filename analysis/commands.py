@@ -31,7 +31,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     from analysis.tables import build_tables, write_tables
 
     coll, out = _collect(args)
-    tables = build_tables(coll)
+    tables = build_tables(coll, args.reference)
     if not any(t.name == "accuracy" for t in tables):
         print(f"note: {NO_ACCURACY}\n")
     for t in tables:
@@ -59,12 +59,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from analysis.tables import build_tables
 
     coll, out = _collect(args)
-    _print_paths([write_report(coll, build_tables(coll), make_figures(coll), out)])
+    _print_paths([write_report(coll, build_tables(coll, args.reference), make_figures(coll), out)])
     return 0
 
 
-def write_all(coll: Collection, out: Path) -> tuple[list, Path]:
+def write_all(coll: Collection, out: Path, reference: str = "lisa") -> tuple[list, Path]:
     """Everything the three commands write, at once (used by ``grass quickstart``).
+
+    Args:
+        coll: the experiment's runs.
+        out: the output folder.
+        reference: the method the paired table subtracts.
 
     Returns:
         The tables and the path of the HTML report.
@@ -73,7 +78,7 @@ def write_all(coll: Collection, out: Path) -> tuple[list, Path]:
     from analysis.report import write_report
     from analysis.tables import build_tables, write_tables
 
-    tables, figures = build_tables(coll), make_figures(coll)
+    tables, figures = build_tables(coll, reference), make_figures(coll)
     save_frame(coll, out)
     write_tables(tables, out)
     write_plots(figures, out / "figures")
@@ -98,4 +103,8 @@ def add_commands(subparsers) -> None:
                        help="also use failed, unfinished and dirty-tree runs (marked † in tables)")
         p.add_argument("--include-dirty", action="store_true",
                        help="also use finished runs made from a git tree with uncommitted changes")
+        if name != "plots":
+            p.add_argument("--reference", default="lisa", metavar="METHOD",
+                           help="with several seeds, the paired table shows each method minus this one, seed by "
+                                "seed (default: lisa)")
         p.set_defaults(func=handler)

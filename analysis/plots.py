@@ -12,17 +12,20 @@ from matplotlib.figure import Figure
 
 from analysis.collect import Collection, read_metrics
 from analysis.plots_layers import plot_active_layers, plot_grass_importance
-from analysis.plots_runs import plot_accuracy_vs_memory, plot_loss_curves, plot_sensitivity, plot_throughput
+from analysis.plots_runs import (plot_accuracy_vs_memory, plot_heldout_loss, plot_loss_curves, plot_sensitivity,
+                                 plot_throughput)
 from analysis.plots_style import save_figure
 
 # name -> one-line description, in report order.
 FIGURES = {
-    "accuracy_vs_memory": "Average accuracy against memory per method; the dashed line is the Pareto front.",
+    "accuracy_vs_memory": "Average accuracy against memory per method (bars: one run's 95% interval, or mean ± std "
+                          "over seeds); the dashed line is the Pareto front.",
     "throughput": "Training throughput in tokens/s per method (mean ± std over seeds).",
     "loss_curves": "Training loss per method, mean over seeds with a min–max band.",
+    "heldout_loss": "Held-out loss over training per method (band: ± std over seeds, or ± 1.96 standard errors).",
     "active_layers": "Which decoder layers LISA and GRASS trained at each step.",
     "grass_importance": "GRASS's per-layer MGN and sampling probabilities over training.",
-    "sensitivity": "GRASS average accuracy against the hyper-parameters the experiment varies.",
+    "sensitivity": "GRASS average accuracy against the hyper-parameters the experiment varies (same bars).",
 }
 
 
@@ -34,6 +37,7 @@ def make_figures(coll: Collection) -> dict[str, Figure]:
         "accuracy_vs_memory": plot_accuracy_vs_memory(runs),
         "throughput": plot_throughput(runs),
         "loss_curves": plot_loss_curves(runs, metrics),
+        "heldout_loss": plot_heldout_loss(runs, metrics),
         "active_layers": plot_active_layers(runs, metrics),
         "grass_importance": plot_grass_importance(runs, metrics),
         "sensitivity": plot_sensitivity(runs),

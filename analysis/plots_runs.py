@@ -1,7 +1,9 @@
-"""Figures that compare runs: accuracy vs memory (Pareto), throughput, loss curves, sensitivity.
+"""Figures that compare runs: accuracy vs memory (Pareto), throughput, loss curves, held-out loss, sensitivity.
 
 Each function takes the included runs (and, where needed, their metrics) and returns a
-:class:`~matplotlib.figure.Figure`, or None when the experiment has no data for it.
+:class:`~matplotlib.figure.Figure`, or None when the experiment has no data for it. Accuracy and
+held-out loss carry the same uncertainty as the tables (:mod:`analysis.estimates`): one run's 95%
+interval, or mean ± std over seeds.
 """
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.collect import groups, label, memory_gib
+from analysis.estimates import average_estimate
 from analysis.plots_style import LINESTYLES, MARKERS, method_color, shared_legend, subplots
+from analysis.stats import Z95
 
 # GRASS hyper-parameters a sensitivity grid may vary -> axis label.
 SENSITIVITY = {
@@ -51,10 +55,10 @@ def plot_accuracy_vs_memory(runs: pd.DataFrame) -> Figure | None:
     for ax, model in zip(axes, models):
         pts = []
         for (method, _, _, variant), g in groups(runs[runs["model"] == model]):
-            x, y = g["_mem"].mean(), g["acc/avg"].mean()
-            yerr = g["acc/avg"].std(ddof=1) if len(g) > 1 else 0.0
-            ax.errorbar(x, y, yerr=yerr, fmt=MARKERS[style[(method, variant)] % len(MARKERS)], ms=8, capsize=3,
-                        color=method_color(method), label=label(method, variant))
+            est = average_estimate(g)
+            x, y = g["_mem"].mean(), est.value
+            ax.errorbar(x, y, yerr=[[e] for e in est.errorbar()], fmt=MARKERS[style[(method, variant)] % len(MARKERS)],
+                        ms=8, capsize=3, color=method_color(method), label=label(method, variant))
             pts.append((x, y))
         front = pareto_front(pts)
         if len(pts) > 1:
@@ -66,7 +70,7 @@ def plot_accuracy_vs_memory(runs: pd.DataFrame) -> Figure | None:
         ax.set_xlabel(mem_label)
         ax.set_ylabel("average accuracy (%)")
         ax.grid(alpha=0.3)
-    fig.suptitle("Accuracy vs memory (mean ± std over seeds)")
+    fig.suptitle("Accuracy vs memory\nbars: one run's 95% interval, or mean ± std over seeds")
     shared_legend(fig, axes, ncols=3)
     return fig
 
@@ -118,8 +122,9 @@ def plot_loss_curves(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> Fi
         n_steps = max(metrics[d]["step"].max() + 1 for d in sub["run_dir"])
         window = max(1, int(n_steps) // 50)
         for (method, _, _, variant), g in groups(sub):
-            curves = pd.concat({d: metrics[d].set_index("step")["loss"].rolling(window, min_periods=1).mean()
-                                for d in g["run_dir"]}, axis=1)
+            # rows without a training loss (e.g. an evaluation-only row) are not points of the curve
+            curves = pd.concat({d: metrics[d].dropna(subset=["loss"]).set_index("step")["loss"]
+                                .rolling(window, min_periods=1).mean() for d in g["run_dir"]}, axis=1)
             color = method_color(method)
             ax.plot(curves.index, curves.mean(axis=1), color=color,
                     ls=LINESTYLES[style[(method, variant)] % len(LINESTYLES)], label=label(method, variant))
@@ -130,6 +135,57 @@ def plot_loss_curves(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> Fi
         ax.set_ylabel("training loss" + (f" (rolling mean, {window} steps)" if window > 1 else ""))
         ax.grid(alpha=0.3)
     fig.suptitle("Training loss (mean over seeds; band: min–max over seeds)")
+    shared_legend(fig, axes, ncols=3)
+    return fig
+
+
+def _heldout_series(run: pd.Series, m: pd.DataFrame) -> pd.DataFrame:
+    """One run's held-out loss (and standard error) by step: the logged rows, then the final value."""
+    cols = ["loss/heldout", "loss/heldout_se"]
+    rows = m.dropna(subset=["loss/heldout"]).reindex(columns=["step"] + cols) if "loss/heldout" in m else \
+        pd.DataFrame(columns=["step"] + cols)
+    steps = run.get("train/steps", run.get("cfg.train.max_steps"))
+    if pd.notna(run.get("loss/heldout")) and pd.notna(steps):
+        final = pd.DataFrame([{"step": int(steps) - 1, **{c: run.get(c) for c in cols}}])
+        rows = pd.concat([rows, final]) if not rows.empty else final
+    return rows.drop_duplicates("step", keep="last").set_index("step").astype(float).sort_index()
+
+
+def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> Figure | None:
+    """Held-out loss over training per method, one panel per model.
+
+    Several seeds: the mean with a band of ± std over seeds; one run: its value with a band of
+    ± 1.96 standard errors over the held-out examples. A loss measured only at the end is one
+    point per method, with an error bar of the same width.
+    """
+    series = {d: _heldout_series(r, metrics.get(d, pd.DataFrame()))
+              for d, r in runs.set_index("run_dir").iterrows()}
+    have = runs[runs["run_dir"].map(lambda d: not series[d].empty)]
+    if have.empty:
+        return None
+    style = _variant_styles(have)
+    models = list(dict.fromkeys(have["model"]))
+    fig, axes = subplots(len(models), width=6.0)
+    for ax, model in zip(axes, models):
+        for (method, _, _, variant), g in groups(have[have["model"] == model]):
+            curves = pd.concat({d: series[d]["loss/heldout"] for d in g["run_dir"]}, axis=1)
+            color = method_color(method)
+            mean = curves.mean(axis=1)
+            if len(g) > 1:
+                half = curves.std(axis=1, ddof=1).fillna(0.0)
+            else:
+                half = Z95 * series[g["run_dir"].iloc[0]]["loss/heldout_se"].fillna(0.0)
+            # A band needs two steps; a loss measured only at the end gets an error bar instead.
+            ax.errorbar(mean.index, mean, yerr=half if len(mean) == 1 else None, capsize=4, color=color,
+                        marker=".", ls=LINESTYLES[style[(method, variant)] % len(LINESTYLES)],
+                        label=label(method, variant) + (f" ({len(g)} seeds)" if len(g) > 1 else ""))
+            if len(mean) > 1:
+                ax.fill_between(mean.index, mean - half, mean + half, color=color, alpha=0.2, lw=0)
+        ax.set_title(str(model))
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("held-out loss (token mean, response tokens)")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Held-out loss (lower is better)\nband or bar: ± std over seeds, or ± 1.96 standard errors for one run")
     shared_legend(fig, axes, ncols=3)
     return fig
 
@@ -151,10 +207,11 @@ def plot_sensitivity(runs: pd.DataFrame) -> Figure | None:
             base = {q: g[q].mode().iloc[0] for q in params if q != p and g[q].notna().any()}
             for q, v in base.items():
                 g = g[g[q] == v]
-            stats = g.groupby(p)["acc/avg"].agg(["mean", "std"]).sort_index()
+            ests = {x: average_estimate(at) for x, at in g.groupby(p)}
+            xs = sorted(ests)
             fixed = "".join(f", {q.rsplit('.', 1)[-1]}={v:g}" for q, v in base.items())
-            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker=MARKERS[i % len(MARKERS)],
-                        capsize=3, color=method_color("grass"), ls=LINESTYLES[i % len(LINESTYLES)],
+            ax.errorbar(xs, [ests[x].value for x in xs], yerr=list(zip(*(ests[x].errorbar() for x in xs))),
+                        marker=MARKERS[i % len(MARKERS)], capsize=3, color=method_color("grass"), ls=LINESTYLES[i % len(LINESTYLES)],
                         label=f"grass, {model}{fixed}")
             lisa = runs.loc[(runs["method"] == "lisa") & (runs["model"] == model)].get("acc/avg")
             if lisa is not None and lisa.notna().any():
@@ -169,5 +226,6 @@ def plot_sensitivity(runs: pd.DataFrame) -> Figure | None:
         ax.set_ylabel("average accuracy (%)")
         ax.set_title(f"GRASS: accuracy vs {SENSITIVITY[p].split(' (')[0]}")
         ax.grid(alpha=0.3)
+    fig.suptitle("bars: 95% interval (one run) or ± std (seeds)")
     shared_legend(fig, axes, ncols=2)
     return fig

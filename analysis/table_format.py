@@ -63,7 +63,7 @@ def to_markdown(t: Table) -> str:
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "±": r"$\pm$", "–": "--", "×": r"$\times$", "†": r"$^\dagger$", "≈": r"$\approx$",
-                  "→": r"$\rightarrow$", "`": ""}
+                  "→": r"$\rightarrow$", "`": "", "Δ": r"$\Delta$", "≥": r"$\geq$", "<": r"$<$", ">": r"$>$"}
 
 
 def latex_escape(text: str) -> str:

@@ -5,21 +5,18 @@ data for it); :func:`write_tables` writes them all as one markdown file and one 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from analysis import paper
 from analysis.collect import Collection, groups, label, memory_gib
+from analysis.columns import benchmark_columns, benchmark_name
+from analysis.estimates import (BEST_RULE, accuracy_estimate, average_estimate, interval_note, loss_estimate,
+                                mark_best, separated)
+from analysis.paired import paired_table
 from analysis.table_format import MISSING, Cell, Table, to_latex, to_markdown
 
-BENCHMARK_NAMES = {
-    "boolq": "BoolQ", "piqa": "PIQA", "siqa": "SIQA", "social_iqa": "SIQA", "hellaswag": "HellaSwag",
-    "winogrande": "WinoGrande", "arc_e": "ARC-e", "arc_easy": "ARC-e", "arc_c": "ARC-c",
-    "arc_challenge": "ARC-c", "obqa": "OBQA", "openbookqa": "OBQA", "gsm8k": "GSM8K", "addsub": "AddSub",
-    "multiarith": "MultiArith", "singleeq": "SingleEq", "svamp": "SVAMP", "aqua": "AQuA",
-}
 # (result key, column header, formatter) of the efficiency table.
 EFFICIENCY = (
     ("mem/peak_device_gib", "Peak device (GiB)", "{:.3g}"),
@@ -38,40 +35,6 @@ def _params(n: float) -> str:
     return f"{n:.0f}"
 
 
-def _benchmarks(runs: pd.DataFrame, prefix: str) -> list[str]:
-    """``prefix<benchmark>`` columns holding data, in the order the runs' eval config lists them."""
-    cols = [c for c in runs.columns if c.startswith(prefix) and c != f"{prefix}avg" and runs[c].notna().any()]
-    order: list[str] = []
-    for v in runs.get("cfg.eval.benchmarks", pd.Series(dtype=object)).dropna():
-        order += [b for b in json.loads(v) if b not in order]
-    return sorted(cols, key=lambda c: (order.index(c[len(prefix):]) if c[len(prefix):] in order else len(order), c))
-
-
-def _mean_std(values: pd.Series, digits: int) -> tuple[float | None, str]:
-    """Mean (for ranking) and ``mean ± std`` text (sample std; mean alone for one value)."""
-    v = values.dropna().astype(float)
-    if v.empty:
-        return None, MISSING
-    if len(v) == 1:
-        return round(v.iloc[0], digits), f"{v.iloc[0]:.{digits}f}"
-    return round(v.mean(), digits), f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
-
-
-def _mark_best(cells: list[Cell], means: list[float | None]) -> None:
-    """Bold the best (highest) mean and underline the second; ties share the mark.
-
-    The second is marked only among three or more values: with two it is just the worst.
-    """
-    present = sorted({m for m in means if m is not None}, reverse=True)
-    if len(present) < 2:
-        return
-    styles = {present[0]: "best"}
-    if len([m for m in means if m is not None]) >= 3:
-        styles[present[1]] = "second"
-    for cell, m in zip(cells, means):
-        cell.style = styles.get(m)
-
-
 def _row_keys(coll: Collection) -> tuple[list[str], bool]:
     multi_task = coll.runs["task"].nunique() > 1
     return (["Model", "Task", "Method", "n"] if multi_task else ["Model", "Method", "n"]), multi_task
@@ -88,35 +51,86 @@ def _lead(key: tuple, rows: pd.DataFrame, multi_task: bool) -> list[Cell | str]:
     return [str(model)] + ([str(task)] if multi_task else []) + [label(method, variant, marked), str(len(rows))]
 
 
-def accuracy_table(coll: Collection, prefix: str = "acc/", digits: int = 2) -> Table | None:
+def _mark_blocks(rows: list[list], estimates: list[list], blocks: list[tuple], first: int, header: list[str],
+                 higher_is_better: bool = True) -> list[str]:
+    """Mark the best (and second) per column within each model (and task) block, by
+    :func:`~analysis.estimates.mark_best`; return the columns whose best is within noise."""
+    noisy = []
+    many = len(set(blocks)) > 1
+    for j in range(len(estimates[0]) if estimates else 0):
+        for block in dict.fromkeys(blocks):
+            idx = [i for i, b in enumerate(blocks) if b == block]
+            if mark_best([rows[i][first + j] for i in idx], [estimates[i][j] for i in idx], higher_is_better) is False:
+                where = f" ({', '.join(str(b) for b in block if b != 'default')})" if many else ""
+                noisy.append(header[first + j] + where)
+    return noisy
+
+
+def _best_note(noisy: list[str]) -> str:
+    return BEST_RULE + (f" Within noise, so unmarked: {', '.join(noisy)}." if noisy else "")
+
+
+def accuracy_table(coll: Collection, prefix: str = "acc/", digits: int = 1) -> Table | None:
     """Accuracy (%) per method and model, one column per benchmark plus the average.
 
-    Cells are mean ± std over the runs (seeds) of the row; within each model (and task) the best
-    mean is bold and the second underlined. None if no run recorded an accuracy under ``prefix``.
+    One run: the accuracy and its 95% Wilson interval from the item count (the average: the normal
+    approximation of a mean of proportions); seeds: mean ± std. Within each model (and task) the
+    best is bold and the second underlined only where :func:`~analysis.estimates.mark_best` can tell
+    them apart. None if no run recorded an accuracy under ``prefix``.
     """
     runs = coll.runs
-    cols = _benchmarks(runs, prefix) + ([f"{prefix}avg"] if runs.get(f"{prefix}avg", pd.Series()).notna().any()
-                                        else [])
+    avg = f"{prefix}avg"
+    cols = benchmark_columns(runs, prefix) + ([avg] if runs.get(avg, pd.Series()).notna().any() else [])
     if not cols:
         return None
     lead, multi_task = _row_keys(coll)
-    names = [c[len(prefix):] for c in cols]
-    header = lead + ["Avg" if n == "avg" else BENCHMARK_NAMES.get(n, n) for n in names]
-    rows, block_of, means = [], [], []
+    header = lead + [benchmark_name(c[len(prefix):]) for c in cols]
+    rows, blocks, ests = [], [], []
     for key, g in groups(runs):
-        ms, cells = zip(*(_mean_std(g[c], digits) for c in cols))
-        rows.append(_lead(key, g, multi_task) + [Cell(t) for t in cells])
-        means.append(ms)
-        block_of.append((key[1], key[2]))
-    for j in range(len(cols)):
-        for block in dict.fromkeys(block_of):
-            idx = [i for i, b in enumerate(block_of) if b == block]
-            _mark_best([rows[i][len(lead) + j] for i in idx], [means[i][j] for i in idx])
+        es = [average_estimate(g, prefix) if c == avg else accuracy_estimate(g, c, prefix) for c in cols]
+        rows.append(_lead(key, g, multi_task) + [Cell(e.text(digits) if e else MISSING) for e in es])
+        ests.append(es)
+        blocks.append((key[1], key[2]))
+    noisy = _mark_blocks(rows, ests, blocks, len(lead), header)
+    kinds = {e.kind for es in ests for e in es if e}
     kind = "lm-eval log-likelihood accuracy" if prefix == "acc_lmeval/" else "Accuracy"
-    notes = [f"{kind} (%), mean ± std over the n runs (seeds) of each row; best per model in bold, "
-             "second underlined."]
+    notes = [interval_note(kinds, f"{kind} (%)", "Wilson, from the item count")]
+    if avg in cols and any(es[-1] is not None and es[-1].kind == "ci" for es in ests):
+        notes.append("Avg of one run: normal approximation of the mean of independent proportions, "
+                     "± 1.96 * sqrt(sum_b p_b (1 - p_b) / n_b) / B over its B benchmarks, with the Agresti-Coull "
+                     "p_b = (k_b + 1.92) / (n_b + 3.84) so that 0% or 100% still has a width.")
+    notes.append(_best_note(noisy))
     return Table("accuracy_lmeval" if prefix == "acc_lmeval/" else "accuracy",
                  f"{kind} (%) on {coll.experiment}", header, rows, _align(lead, len(cols)),
+                 notes + [n for n in [coll.footnote()] if n])
+
+
+def heldout_loss_table(coll: Collection, digits: int = 3) -> Table | None:
+    """Held-out loss per method and model (lower is better), with the held-out examples and tokens.
+
+    One run: ±1.96 standard errors over examples; seeds: mean ± std. None if no run recorded it.
+    """
+    runs = coll.runs
+    if "loss/heldout" not in runs or runs["loss/heldout"].isna().all():
+        return None
+    lead, multi_task = _row_keys(coll)
+    header = lead + ["Held-out loss", "Examples", "Tokens"]
+    rows, blocks, ests = [], [], []
+    for key, g in groups(runs):
+        e = loss_estimate(g)
+        counts = [g[c].dropna().astype(float).mean() if c in g else float("nan")
+                  for c in ("loss/heldout_n", "loss/heldout_tokens")]
+        rows.append(_lead(key, g, multi_task) + [Cell(e.text(digits) if e else MISSING)]
+                    + [f"{c:,.0f}" if pd.notna(c) else MISSING for c in counts])
+        ests.append([e])
+        blocks.append((key[1], key[2]))
+    noisy = _mark_blocks(rows, ests, blocks, len(lead), header, higher_is_better=False)
+    kinds = {es[0].kind for es in ests if es[0]}
+    notes = [interval_note(kinds, "Held-out loss: token mean over the response tokens of training-data examples "
+                                  "that no run trains on (the same examples for every run), lower is better",
+                           "± 1.96 standard errors over examples"),
+             _best_note(noisy)]
+    return Table("heldout", f"Held-out loss on {coll.experiment}", header, rows, _align(lead, 3),
                  notes + [n for n in [coll.footnote()] if n])
 
 
@@ -148,6 +162,10 @@ def efficiency_table(coll: Collection) -> Table:
         notes.append("No peak device memory column: CUDA records the peak and these runs were on CPU.")
     elif peak.isna().any():
         notes.append("Peak device memory is measured on CUDA only: – marks CPU runs.")
+    if runs.get("provenance.device", pd.Series(dtype=object)).astype(str).str.startswith("cpu").any():
+        notes.append("On a CPU host and device are one memory: the optimizer-state columns count bytes, they are "
+                     "not a GPU memory saving; `grass memory --model llama2-7b --method all --seq-len 1024 "
+                     "--batch 4 --precision bf16` projects the GPU figures.")
     return Table("efficiency", f"Efficiency on {coll.experiment}", lead + [m[1] for m in metrics], rows,
                  _align(lead, len(metrics)), notes + [n for n in [coll.footnote()] if n])
 
@@ -186,7 +204,9 @@ def _ours(runs: pd.DataFrame, key: str) -> str:
     if key == "acc_gain_over_best_baseline":
         if "grass" not in acc or pd.isna(acc["grass"]) or others.empty:
             return MISSING
-        return f"{acc['grass'] - others.max():+.2f} points vs {others.idxmax()}"
+        best = others.idxmax()
+        apart = separated(*(average_estimate(runs[runs["method"] == m]) for m in ("grass", best)))
+        return f"{acc['grass'] - others.max():+.2f} points vs {best}" + ("" if apart else " (within noise)")
     if key == "mem_reduction":
         if "grass" not in by_method or "lisa" not in by_method or not by_method["lisa"]:
             return MISSING
@@ -220,10 +240,21 @@ def paper_table(coll: Collection) -> Table:
                  rows, "lrll" + "r" * len(per_model), notes + [n for n in [coll.footnote()] if n])
 
 
-def build_tables(coll: Collection) -> list[Table]:
-    """Every table the experiment has data for, in report order."""
-    tables = [accuracy_table(coll), accuracy_table(coll, "acc_lmeval/"), efficiency_table(coll), paper_table(coll)]
-    return [t for t in tables if t is not None]
+def build_tables(coll: Collection, reference: str = "lisa") -> list[Table]:
+    """Every table the experiment has data for, in report order.
+
+    Args:
+        coll: the experiment's runs.
+        reference: the method the paired table subtracts (see :func:`analysis.paired.paired_table`);
+            why there is no paired table, where seeds would allow one, becomes a note of the first table.
+    """
+    paired, why = paired_table(coll, reference)
+    tables = [accuracy_table(coll), accuracy_table(coll, "acc_lmeval/"), heldout_loss_table(coll), paired,
+              efficiency_table(coll), paper_table(coll)]
+    tables = [t for t in tables if t is not None]
+    if why:
+        tables[0].notes.insert(len(tables[0].notes) - bool(coll.footnote()), why)
+    return tables
 
 
 def write_tables(tables: list[Table], out_dir: str | Path) -> list[Path]:

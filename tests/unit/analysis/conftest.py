@@ -18,8 +18,9 @@ METHOD_FIELDS = {
 }
 
 
-def _metrics(method: str, seed: int, steps: int) -> list[dict]:
-    """Plausible per-step rows: a decaying loss; active layers and probabilities for lisa/grass."""
+def _metrics(method: str, seed: int, steps: int, heldout: float | None = None, heldout_every: int = 20) -> list[dict]:
+    """Plausible per-step rows: a decaying loss; active layers and probabilities for lisa/grass; with
+    ``heldout`` (the final held-out loss), a held-out loss decaying towards it every ``heldout_every`` steps."""
     rows = []
     for step in range(steps):
         floor, tau = LOSS_SHAPE.get(method, (0.6, 30))
@@ -34,6 +35,10 @@ def _metrics(method: str, seed: int, steps: int) -> list[dict]:
         if method == "grass":
             row["mgn"] = [0.01 * (i + 1) * (1 + 0.1 * math.cos(step / 7)) for i in range(N_LAYERS)]
             row["probe"] = step < 5
+        if heldout is not None and (step + 1) % heldout_every == 0 and step + 1 < steps:
+            # as the trainer logs it: on the training row of the step it was measured after
+            row["loss/heldout"] = heldout + 1.5 * math.exp(-step / 20)
+            row["loss/heldout_se"] = 0.03
         rows.append(row)
     return rows
 
@@ -42,8 +47,13 @@ def _write_run(root: Path, experiment: str, method: str, seed: int, acc: dict | 
               status: str = "success", dirty: bool = False, finished: bool = True, mem: dict | None = None,
               tokens_per_s: float = 1000.0, trainable: int = 1_000_000, steps: int = 60,
               method_cfg: dict | None = None, model: str = "tiny-llama",
-              benchmarks: tuple[str, ...] = ("boolq", "piqa")) -> Path:
-    """One run directory with config.yaml, metrics.jsonl and (if finished) result.json."""
+              benchmarks: tuple[str, ...] = ("boolq", "piqa"), n_items: int | None = None,
+              heldout: tuple[float, float] | None = None, device: str = "cpu") -> Path:
+    """One run directory with config.yaml, metrics.jsonl and (if finished) result.json.
+
+    ``n_items`` records ``eval/n/<benchmark>`` (the item count intervals come from); ``heldout`` is the
+    final ``(loss/heldout, loss/heldout_se)``, also logged on the way in metrics.jsonl.
+    """
     fields = {**METHOD_FIELDS.get(method, {}), **(method_cfg or {})}
     run_id = f"{method}-{model}-s{seed}" + "".join(f"-{k}{v}" for k, v in sorted((method_cfg or {}).items()))
     run_dir = root / experiment / run_id
@@ -55,7 +65,8 @@ def _write_run(root: Path, experiment: str, method: str, seed: int, acc: dict | 
            "log": {"wandb": "disabled", "experiment": experiment, "tags": []},
            "method": {"name": method, **fields}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _metrics(method, seed, steps)))
+    rows = _metrics(method, seed, steps, heldout[0] if heldout else None)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if not finished:
         return run_dir
     acc = acc or {}
@@ -66,16 +77,22 @@ def _write_run(root: Path, experiment: str, method: str, seed: int, acc: dict | 
               "mem/peak_device_gib": None, "mem/optimizer_state_device_gib": 1.0, "mem/optimizer_state_host_gib": 0.0,
               "mem/params_gib": 0.5, "mem/grads_gib": 0.5, "speed/tokens_per_s": tokens_per_s,
               "speed/step_time_s_median": 0.5, "params/trainable": trainable, "train/final_loss": 0.6,
+              "train/steps": steps,
               "provenance": {"git_sha": "abc1234def5678", "git_dirty": dirty, "versions": {"torch": "2.13.0"},
-                             "device": "cpu", "device_name": "x86_64", "slurm_job_id": None}}
+                             "device": device, "device_name": "x86_64", "slurm_job_id": None}}
     if acc:
         result["acc/avg"] = sum(acc.values()) / len(acc)
+        if n_items:
+            result.update({f"eval/n/{k}": n_items for k in acc})
+    if heldout:
+        result.update({"loss/heldout": heldout[0], "loss/heldout_se": heldout[1], "loss/heldout_n": 64,
+                       "loss/heldout_tokens": 4096})
     result.update(mem or {})
     (run_dir / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     return run_dir
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_run():
     """The run-directory writer, for tests that build their own experiment."""
     return _write_run
@@ -93,6 +110,7 @@ GOLDEN_MEM = {
               "params/trainable": 20_000_000},
 }
 GOLDEN_SPEED = {"full": (1000.0, 1100.0), "lisa": (1500.0,) * 3, "grass": (1400.0,) * 2}
+GOLDEN_HELDOUT = {"full": (1.20, 1.22), "lisa": (1.30, 1.31, 1.29), "grass": (1.25, 1.28)}
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +124,8 @@ def golden(tmp_path_factory) -> Path:
     for method, seeds in GOLDEN.items():
         for seed, (boolq, piqa) in enumerate(seeds):
             _write_run(tmp_path, "golden", method, seed, {"boolq": boolq, "piqa": piqa}, mem=GOLDEN_MEM[method],
-                      tokens_per_s=GOLDEN_SPEED[method][seed])
+                      tokens_per_s=GOLDEN_SPEED[method][seed], n_items=50,
+                      heldout=(GOLDEN_HELDOUT[method][seed], 0.02))
     _write_run(tmp_path, "golden", "grass", 2, status="failed")
     _write_run(tmp_path, "golden", "lisa", 3, {"boolq": 0.0, "piqa": 0.0}, finished=False)
     _write_run(tmp_path, "golden", "full", 2, {"boolq": 99.0, "piqa": 99.0}, dirty=True)

@@ -1,9 +1,13 @@
-"""Every figure is written as a non-empty PNG and PDF; figures without data are skipped."""
+"""Every figure is written as a non-empty PNG and PDF; figures without data are skipped; accuracy and
+held-out loss carry the tables' intervals."""
 from __future__ import annotations
 
-from analysis.collect import FALLBACK_LABEL, collect
+import numpy as np
+import pytest
+
+from analysis.collect import FALLBACK_LABEL, collect, read_metrics
 from analysis.plots import FIGURES, write_plots
-from analysis.plots_runs import pareto_front, plot_sensitivity
+from analysis.plots_runs import pareto_front, plot_accuracy_vs_memory, plot_heldout_loss, plot_sensitivity
 
 
 def test_every_figure_is_written_as_png_and_pdf(golden_figures, tmp_path):
@@ -38,3 +42,46 @@ def test_sensitivity_only_when_a_hyper_parameter_varies(tmp_path, write_run):
 def test_pareto_front_keeps_only_undominated_points():
     pts = [(1.0, 60.0), (2.0, 65.0), (2.5, 64.0), (3.0, 70.0), (0.5, 50.0), (1.0, 55.0)]
     assert pareto_front(pts) == [4, 0, 1, 3]
+
+
+def _one_seed_runs(root, write_run):
+    # full: 9/16 and 8/16 items right, held-out loss 1.6 with se 0.04; lisa: 6/16 and 5/16
+    write_run(root, "one", "full", 0, {"boolq": 56.25, "piqa": 50.0}, n_items=16, steps=40, heldout=(1.6, 0.04))
+    write_run(root, "one", "lisa", 0, {"boolq": 37.5, "piqa": 31.25}, n_items=16, steps=40, heldout=(1.9, 0.04))
+    return collect("one", root).runs
+
+
+def test_accuracy_bars_are_the_tables_intervals(tmp_path, write_run):
+    runs = _one_seed_runs(tmp_path, write_run)
+    ax = plot_accuracy_vs_memory(runs).axes[0]
+    bars = sorted(tuple(np.round(c.lines[2][0].get_segments()[0][:, 1], 1)) for c in ax.containers)
+    # the accuracy table's Avg cells: 34.4 [19.3, 49.4] and 53.1 [37.6, 68.6]
+    assert bars == [(19.3, 49.4), (37.6, 68.6)]
+
+
+def test_heldout_loss_plot_draws_one_runs_band_of_1_96_standard_errors(tmp_path, write_run):
+    runs = _one_seed_runs(tmp_path, write_run)
+    fig = plot_heldout_loss(runs, {d: read_metrics(d) for d in runs["run_dir"]})
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "held-out loss (token mean, response tokens)"
+    full = next(c.lines[0] for c in ax.containers if c.get_label() == "full")
+    assert list(full.get_xdata()) == [19, 39]  # logged after step 19, then the final value after step 39
+    assert full.get_ydata()[-1] == pytest.approx(1.6)
+    band = ax.collections[0].get_paths()[0].vertices
+    at_end = np.unique(np.round(band[np.isclose(band[:, 0], 39), 1], 6))  # the closed path repeats a vertex
+    assert sorted(at_end) == pytest.approx([1.6 - 1.96 * 0.04, 1.6 + 1.96 * 0.04], abs=1e-3)
+
+
+def test_no_heldout_loss_no_figure(tmp_path, write_run):
+    write_run(tmp_path, "plain", "full", 0, {"boolq": 50.0}, steps=5)
+    runs = collect("plain", tmp_path).runs
+    assert plot_heldout_loss(runs, {d: read_metrics(d) for d in runs["run_dir"]}) is None
+
+
+def test_heldout_loss_measured_only_at_the_end_gets_error_bars(tmp_path, write_run):
+    runs = _one_seed_runs(tmp_path, write_run)
+    metrics = {d: read_metrics(d).drop(columns=["loss/heldout", "loss/heldout_se"]) for d in runs["run_dir"]}
+    ax = plot_heldout_loss(runs, metrics).axes[0]
+    bars = sorted(tuple(np.round(c.lines[2][0].get_segments()[0][:, 1], 3)) for c in ax.containers)
+    assert bars == [(round(1.6 - 1.96 * 0.04, 3), round(1.6 + 1.96 * 0.04, 3)),
+                    (round(1.9 - 1.96 * 0.04, 3), round(1.9 + 1.96 * 0.04, 3))]
