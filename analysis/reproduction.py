@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import Collection, collect, read_metrics
+from analysis.stats import mean_se, paired_t_p, sign_test_p
 from analysis.table_format import Table, to_markdown
 
 DISCUSSION = "## Discussion"
@@ -51,22 +52,18 @@ class Paired:
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.diffs)) if self.diffs else math.nan
+        return mean_se(self.diffs)[0] if self.diffs else math.nan
 
     @property
     def se(self) -> float:
-        return float(np.std(self.diffs, ddof=1) / math.sqrt(self.n)) if self.n >= 2 else math.nan
+        return mean_se(self.diffs)[1] if self.diffs else math.nan
 
     def p_values(self) -> tuple[float, float]:
-        """Two-sided paired t-test and exact sign-test p-values (NaN with fewer than two pairs)."""
+        """Two-sided paired t-test and exact sign-test p-values (NaN where undefined)."""
         if self.n < 2:
             return math.nan, math.nan
-        from scipy import stats
-
-        t = float(stats.ttest_1samp(self.diffs, 0.0).pvalue) if np.std(self.diffs) > 0 else math.nan
-        nonzero = [d for d in self.diffs if d != 0]
-        sign = (float(stats.binomtest(sum(d > 0 for d in nonzero), len(nonzero)).pvalue) if nonzero else 1.0)
-        return t, sign
+        t = paired_t_p(self.diffs)
+        return (math.nan if t is None else t), sign_test_p(self.diffs)
 
     def verdict(self, lower_is_better: bool) -> str:
         """``reproduced`` when ``a`` beats ``b`` beyond two standard errors, ``not reproduced`` when it
