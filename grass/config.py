@@ -21,6 +21,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from grass.config_checks import check_ranges
 from grass.errors import ConfigError
 
 
@@ -258,6 +259,7 @@ def validate(cfg: RunConfig) -> None:
     if (cfg.eval.heldout_loss or cfg.eval.heldout_every) and cfg.data.heldout is None:
         raise ConfigError("eval.heldout_loss and eval.heldout_every need held-out examples: set data.heldout "
                           "(e.g. data.heldout=256)")
+    check_ranges(cfg)
     check = getattr(cfg.method, "validate", None)
     if check is not None:
         check(cfg)

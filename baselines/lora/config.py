@@ -19,6 +19,8 @@ class LoRAConfig(MethodConfig):
 
         if self.rank <= 0:
             raise ConfigError(f"method.rank must be positive, got {self.rank}")
+        if self.alpha <= 0:
+            raise ConfigError(f"method.alpha must be positive, got {self.alpha}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"method.dropout must be in [0, 1), got {self.dropout}")
 
