@@ -31,7 +31,8 @@ def context_length(config) -> tuple[str, int] | None:
     for key in CONTEXT_KEYS:
         value = getattr(text, key, None)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return key, value
+            # the name config.json uses (GPT-2 aliases max_position_embeddings to n_positions)
+            return getattr(text, "attribute_map", {}).get(key, key), value
     return None
 
 

@@ -150,3 +150,19 @@ def test_unknown_wandb_mode(monkeypatch, fixed_batch_file, runs_dir, capsys):
     rc = main(["train", f"data.train={fixed_batch_file}", *FAST])
     user_error(capsys, rc, "WANDB_MODE='offlne'", "log.wandb")
     assert no_run_dir(runs_dir)
+
+
+@pytest.mark.parametrize("build, expected", [
+    (lambda t: t.OPTConfig(max_position_embeddings=256), ("max_position_embeddings", 256)),
+    (lambda t: t.GPT2Config(n_positions=77), ("n_positions", 77)),  # the name its config.json uses
+    (lambda t: t.LlamaConfig(max_position_embeddings=4096), ("max_position_embeddings", 4096)),
+    (lambda t: t.Gemma3TextConfig(max_position_embeddings=32768), ("max_position_embeddings", 32768)),
+    (lambda t: t.MptConfig(max_seq_len=2048), ("max_seq_len", 2048)),
+    (lambda t: t.BloomConfig(), None),  # ALiBi: no trained limit in the config
+])
+def test_context_length_across_architectures(build, expected):
+    import transformers
+
+    from grass.models.checks import context_length
+
+    assert context_length(build(transformers)) == expected
