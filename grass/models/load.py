@@ -144,8 +144,8 @@ def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None, 
             raise ModelError(f"unknown model '{name}': give an HF id (org/name), a local folder, or one of {valid}")
         from transformers import AutoModelForCausalLM
 
-        tok = None if tokenizer else _load_tokenizer(
-            path, f"the tokenizer of model '{name}'", f"; if its folder has no tokenizer files, {TOKENIZER_HINT}")
+        hint = f"; if its folder has no tokenizer files, {TOKENIZER_HINT}" if is_local else ""
+        tok = None if tokenizer else _load_tokenizer(path, f"the tokenizer of model '{name}'", hint)
         try:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
         except (OSError, ValueError) as e:

@@ -6,6 +6,7 @@ what to change, never a traceback, and never a result.json that looks finished.
 - a model folder without tokenizer files (empty vocabulary), fixed by model.tokenizer;
 - a batch without a label token;
 - a diverging loss (train.lr=1e30): result.json is written as failed with the traceback inside;
+- LoRA target modules the model does not have;
 - an unknown WANDB_MODE.
 """
 from __future__ import annotations
@@ -143,6 +144,13 @@ def test_diverging_without_clipping_in_bf16_names_both(fixed_batch_file, capsys)
                "train.seq_len=64", "train.warmup_ratio=0", "train.max_grad_norm=0", "train.precision=bf16",
                "--no-progress"])
     user_error(capsys, rc, "train.lr", "train.max_grad_norm", "train.precision=fp32")
+
+
+def test_lora_target_modules_the_model_lacks(fixed_batch_file, runs_dir, capsys):
+    rc = main(["train", f"data.train={fixed_batch_file}", "method.name=lora", "method.target_modules=[nonexistent]",
+               *FAST])
+    user_error(capsys, rc, "method.target_modules=['nonexistent']")
+    assert no_finished_result(runs_dir)
 
 
 def test_unknown_wandb_mode(monkeypatch, fixed_batch_file, runs_dir, capsys):

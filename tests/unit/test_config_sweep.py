@@ -44,6 +44,7 @@ OUT_OF_RANGE: dict[str, list] = {
     "dora:method.alpha": [0, -16],
     "grass:method.alpha": [0, 1.5],
     "method.dropout": [1.0, -0.1],
+    "method.target_modules": ["[]"],
     "method.n_active_layers": [0],
     "method.switch_every": [0],
     "method.offload_chunk_mb": [0, -1],
