@@ -100,9 +100,34 @@ def accuracy_table(coll: Collection, prefix: str = "acc/", digits: int = 1) -> T
                      "± 1.96 * sqrt(sum_b p_b (1 - p_b) / n_b) / B over its B benchmarks, with the Agresti-Coull "
                      "p_b = (k_b + 1.92) / (n_b + 3.84) so that 0% or 100% still has a width.")
     notes.append(_best_note(noisy))
+    unparsed = unparsed_note(coll, "eval_lmeval/unparsed/" if prefix == "acc_lmeval/" else "eval/unparsed/")
     return Table("accuracy_lmeval" if prefix == "acc_lmeval/" else "accuracy",
                  f"{kind} (%) on {coll.experiment}", header, rows, _align(lead, len(cols)),
-                 notes + [n for n in [coll.footnote()] if n])
+                 notes + [n for n in [unparsed, coll.footnote()] if n])
+
+
+def unparsed_note(coll: Collection, prefix: str = "eval/unparsed/") -> str | None:
+    """A note on the answers that could not be extracted (scored wrong): e.g. ``PIQA 92`` (% of
+    items), or ``PIQA 3–92`` when the rows (method, model) differ.
+
+    A low accuracy is often answers in a form the protocol does not parse, not wrong answers; the
+    note says where that happened. None when no run recorded the share (runs from before it was
+    recorded; log-likelihood scoring, which always picks an option).
+    """
+    cols = benchmark_columns(coll.runs, prefix)
+    if not cols:
+        return None
+    parts = []
+    for col in cols:
+        means = [m for m in (g[col].dropna().astype(float).mean() for _, g in groups(coll.runs)) if not pd.isna(m)]
+        lo, hi = min(means), max(means)
+        if hi > 0:
+            span = f"{lo:.0f}" + (f"–{hi:.0f}" if round(hi) != round(lo) else "")
+            parts.append(f"{benchmark_name(col[len(prefix):])} {span}")
+    if not parts:
+        return "Unparsed answers: none."
+    return ("Unparsed answers (no answer could be extracted: scored wrong), % of items, mean per row (range over "
+            "the rows): " + ", ".join(parts) + ".")
 
 
 def heldout_loss_table(coll: Collection, digits: int = 3) -> Table | None:

@@ -21,6 +21,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from grass.config_checks import check_ranges
 from grass.errors import ConfigError
 
 
@@ -40,6 +41,8 @@ class ModelConfig:
     cache_dir: Optional[str] = _f(None, "where converted GGUF models are cached (default $GRASS_CACHE or ~/.cache/grass)")
     init: str = _f("pretrained", "pretrained | random: random weights built from the model's config (memory and "
                    "speed benchmarks where the weights are not available; accuracy is meaningless)")
+    tokenizer: Optional[str] = _f(None, "HF id or folder of the tokenizer, for a model folder saved without its "
+                                        "own; null = the model's")
 
 
 @dataclass
@@ -92,8 +95,9 @@ class EvalConfig:
 
 @dataclass
 class LogConfig:
-    wandb: str = _f("offline", "offline | online | disabled")
-    project: str = _f("grass", "W&B project")
+    wandb: str = _f("auto", "auto (WANDB_MODE, else offline) | offline | online | disabled")
+    project: Optional[str] = _f(None, "W&B project (default $WANDB_PROJECT, else 'grass')")
+    entity: Optional[str] = _f(None, "W&B entity (default $WANDB_ENTITY)")
     runs_dir: Optional[str] = _f(None, "root of run directories (default $GRASS_RUNS_DIR or ./runs)")
     experiment: str = _f("default", "experiment name: runs land in <runs_dir>/<experiment>/<run_id>")
     run_id: Optional[str] = _f(None, "fixed run id; default: a hash of the resolved config")
@@ -124,7 +128,7 @@ _NOT_IN_RUN_ID = ("log",)
 # adding a field never changes the id (and so never re-runs) a finished run.
 _ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): None,
                 ("method", "offload_fp32_state"): True, ("data", "heldout"): None, ("data", "heldout_seed"): 0,
-                ("eval", "heldout_loss"): False, ("eval", "heldout_every"): 0}
+                ("eval", "heldout_loss"): False, ("eval", "heldout_every"): 0, ("model", "tokenizer"): None}
 
 
 # Fields that change how a run is recorded, not what it computes: hashed at their default value,
@@ -242,7 +246,7 @@ def validate(cfg: RunConfig) -> None:
         "train.save_model": (t.save_model, ("none", "full", "adapter")),
         "model.dtype": (cfg.model.dtype, ("float32", "bfloat16")),
         "model.init": (cfg.model.init, ("pretrained", "random")),
-        "log.wandb": (cfg.log.wandb, ("offline", "online", "disabled")),
+        "log.wandb": (cfg.log.wandb, ("auto", "offline", "online", "disabled")),
     }
     for key, (value, ok) in choices.items():
         if value not in ok:
@@ -258,6 +262,7 @@ def validate(cfg: RunConfig) -> None:
     if (cfg.eval.heldout_loss or cfg.eval.heldout_every) and cfg.data.heldout is None:
         raise ConfigError("eval.heldout_loss and eval.heldout_every need held-out examples: set data.heldout "
                           "(e.g. data.heldout=256)")
+    check_ranges(cfg)
     check = getattr(cfg.method, "validate", None)
     if check is not None:
         check(cfg)

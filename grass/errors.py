@@ -15,3 +15,7 @@ class ModelError(GrassError):
 
 class DataError(GrassError):
     """Missing, malformed or contaminated data."""
+
+
+class TrainingDiverged(GrassError):
+    """The loss became NaN or infinite: a setting (learning rate, precision, clipping) to change."""

@@ -24,13 +24,16 @@ from grass.config import RunConfig, run_id, to_yaml
 from grass.data import check_run_data, load_train_examples
 from grass.data.heldout import split_heldout
 from grass.data.format import IGNORE_INDEX, Collator, TrainDataset
-from grass.errors import DataError, GrassError
+from grass.errors import DataError, GrassError, TrainingDiverged
+from grass.eval.protocol import generation_budgets
 from grass.layers import find_layers
 from grass.measure import GIB, Speedometer, byte_accounting, peak_device_bytes
+from grass.models.checks import check_context
 from grass.models.load import count_params, load_model
 from grass.registry import get_method
 from grass.results import (CONFIG, MetricsWriter, atomic_write_text, provenance, read_result, run_dir_for,
                            write_result)
+from grass.wandb_log import resolve_mode as resolve_wandb_mode
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +168,13 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
     examples = _subset(examples, cfg.data.max_examples, cfg.seed)
     method_cls = get_method(cfg.method.name)
     seed_everything(cfg.seed)
-    model, tokenizer = load_model(cfg.model.name, cfg.model.dtype, cfg.model.cache_dir, cfg.model.init)
+    model, tokenizer = load_model(cfg.model.name, cfg.model.dtype, cfg.model.cache_dir, cfg.model.init,
+                                  tokenizer=cfg.model.tokenizer)
+    check_context(model.config, cfg.model.name, cfg.train.seq_len,
+                  generation_budgets(cfg.eval.benchmarks, cfg.eval.max_new_tokens))
     find_layers(model)
     method = method_cls(cfg.method, cfg)
+    resolve_wandb_mode(cfg.log.wandb)  # an unknown WANDB_MODE is refused here, not after the run started
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_main:
@@ -253,6 +260,10 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         if dist is not None:
             counts = dist.sum(counts)
         n_global, tokens = int(counts[0]), int(counts[1])  # label tokens, tokens: whole global batch
+        if n_global == 0:
+            raise DataError(f"the batch of step {step} has no response token to train on (every label is masked): "
+                            f"the tokenizer encodes the responses to nothing or train.seq_len={tc.seq_len} cuts them "
+                            f"off; set model.tokenizer to the model's tokenizer or raise train.seq_len")
         for micro, batch in enumerate(micro_batches):
             batch = {k: v.to(device) for k, v in batch.items()}
             method.before_backward(step, micro == tc.grad_accum - 1)
@@ -262,7 +273,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
                     loss = train_model(**batch).loss
                 value = loss.item()  # the one host sync per micro-batch: logged loss and finiteness check
                 if not math.isfinite(value):
-                    raise FloatingPointError(f"loss is {value} at step {step}; lower train.lr or use fp32")
+                    raise TrainingDiverged(_diverged(tc, value, step, precision))
                 share = n_labels[micro] / n_global
                 (loss * (share * world)).backward()
             loss_sum += value * share
@@ -381,8 +392,18 @@ def _evaluate(cfg: RunConfig, model, tokenizer, device) -> dict:
     return out
 
 
+def _diverged(tc, value: float, step: int, precision: str) -> str:
+    """What to change when the loss is not finite (the user's settings, not a bug)."""
+    fixes = [f"lower train.lr (now {tc.lr:g})"]
+    if tc.max_grad_norm == 0:
+        fixes.append("enable clipping (train.max_grad_norm=1.0)")
+    if precision != "fp32":
+        fixes.append("use train.precision=fp32")
+    return f"the loss is {value} at step {step}: training diverged; " + " or ".join(fixes)
+
+
 def _wandb_logger(cfg: RunConfig, run_dir: Path):
-    if cfg.log.wandb == "disabled":
+    if resolve_wandb_mode(cfg.log.wandb) == "disabled":
         return None
     from grass.wandb_log import WandbLogger
 

@@ -1,12 +1,18 @@
-"""Weights & Biases logging for the training loop (``log.wandb: offline | online | disabled``).
+"""Weights & Biases logging for the training loop (``log.wandb: auto | offline | online | disabled``).
+
+The defaults defer to W&B's own environment variables, as W&B users expect: ``log.wandb=auto``
+(the default) takes the mode from ``WANDB_MODE`` (else offline), ``log.project`` / ``log.entity``
+default to ``WANDB_PROJECT`` (else ``grass``) / ``WANDB_ENTITY``, and ``WANDB_DIR`` moves W&B's
+files out of the run directory. An explicit ``log.*`` value always wins.
 
 W&B is a mirror of the run directory, never the record: ``metrics.jsonl`` and ``result.json``
 are written whatever happens here, and a W&B failure (not installed, no network, bad settings)
-warns once and turns the logger into a no-op, so training never dies because of W&B.
+warns once and turns the logger into a no-op, so training never dies because of W&B (an unknown
+``WANDB_MODE`` is bad input, refused before the run starts: :func:`resolve_mode`).
 
 Runs are grouped by experiment and tagged with method, model, task and seed, so the W&B UI can
-compare them. Offline runs land in ``<run_dir>/wandb/offline-run-*``; upload them later with
-``wandb sync <run_dir>/wandb/offline-run-*``.
+compare them. Offline runs land in ``<run_dir>/wandb/offline-run-*`` (or ``$WANDB_DIR/wandb/``); upload them
+later with ``wandb sync <run_dir>/wandb/offline-run-*``.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import dataclasses
 import logging
 import math
 import numbers
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +29,35 @@ log = logging.getLogger(__name__)
 # Per-layer lists in a metrics row: logged as one scalar per layer and kept for the heatmap.
 PER_LAYER = ("layer_probs", "mgn")
 _warned: set[str] = set()
+# WANDB_MODE values wandb.init accepts ("dryrun" = offline, "run" = online, as W&B reads them)
+WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
+
+
+def resolve_mode(setting: str) -> str:
+    """The W&B mode of a run: an explicit ``log.wandb`` wins; ``auto`` takes ``WANDB_MODE``, else offline.
+
+    Raises:
+        ConfigError: ``WANDB_MODE`` holds a value W&B does not know.
+    """
+    if setting != "auto":
+        return setting
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if not env:
+        return "offline"
+    if env not in WANDB_MODES:
+        from grass.errors import ConfigError
+
+        raise ConfigError(f"WANDB_MODE={os.environ['WANDB_MODE']!r} is not a W&B mode: set WANDB_MODE to online, "
+                          f"offline or disabled, or set log.wandb=online|offline|disabled (which wins)")
+    return env
+
+
+def _source(setting: str) -> str:
+    """Where the mode came from, for messages."""
+    if setting != "auto":
+        return f"log.wandb={setting}"
+    env = os.environ.get("WANDB_MODE")
+    return f"log.wandb=auto, WANDB_MODE={env}" if env else "log.wandb=auto (WANDB_MODE unset: offline)"
 
 
 def _warn_once(message: str) -> None:
@@ -40,7 +76,7 @@ class WandbLogger:
 
     Args:
         cfg: the resolved :class:`grass.config.RunConfig`.
-        run_dir: the run directory; W&B's files go under ``run_dir/wandb``.
+        run_dir: the run directory; W&B's files go under ``run_dir/wandb`` (``$WANDB_DIR/wandb`` if set).
     """
 
     def __init__(self, cfg, run_dir: Path):
@@ -49,24 +85,28 @@ class WandbLogger:
         self._method = cfg.method.name
         self._history: dict[str, list[tuple[int, list]]] = {"active_layers": [], "layer_probs": []}
         self._finished = False
-        if cfg.log.wandb == "disabled":
+        mode = resolve_mode(cfg.log.wandb)
+        if mode == "disabled":
             return  # no import at all: disabled must cost nothing
         try:
             import wandb
         except ImportError:
-            _warn_once(f"log.wandb={cfg.log.wandb} but wandb is not installed (pip install 'grass-suite[wandb]'); "
+            _warn_once(f"{_source(cfg.log.wandb)} but wandb is not installed (pip install 'grass-suite[wandb]'); "
                        "continuing without W&B")
             return
         run_dir = Path(run_dir)
         tags = [cfg.method.name, cfg.model.name, cfg.data.train or "default", f"seed{cfg.seed}", *cfg.log.tags]
+        project = cfg.log.project or os.environ.get("WANDB_PROJECT") or "grass"
+        entity = cfg.log.entity or os.environ.get("WANDB_ENTITY") or None
         try:
-            self.run = wandb.init(mode=cfg.log.wandb, project=cfg.log.project, dir=str(run_dir),
+            self.run = wandb.init(mode=mode, project=project, entity=entity,
+                                  dir=os.environ.get("WANDB_DIR") or str(run_dir),
                                   group=cfg.log.experiment, name=run_dir.name, job_type="train",
                                   tags=[str(t)[:64] for t in tags],  # W&B rejects tags over 64 characters
                                   config=dataclasses.asdict(cfg), reinit="create_new")
             self._wandb = wandb
         except Exception as e:  # noqa: BLE001 - any W&B failure must leave training running
-            _warn_once(f"W&B init failed in {cfg.log.wandb} mode ({type(e).__name__}: {e}); continuing without W&B")
+            _warn_once(f"W&B init failed in {mode} mode ({type(e).__name__}: {e}); continuing without W&B")
             self.run = None
 
     @property

@@ -19,6 +19,10 @@ class LoRAConfig(MethodConfig):
 
         if self.rank <= 0:
             raise ConfigError(f"method.rank must be positive, got {self.rank}")
+        if self.alpha <= 0:
+            raise ConfigError(f"method.alpha must be positive, got {self.alpha}")
+        if not self.target_modules:
+            raise ConfigError("method.target_modules is empty; use [all-linear] or module names, e.g. [q_proj,v_proj]")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"method.dropout must be in [0, 1), got {self.dropout}")
 

@@ -21,7 +21,14 @@ class LoRA(FinetuneMethod):
         targets = c.target_modules[0] if list(c.target_modules) == ["all-linear"] else list(c.target_modules)
         peft_cfg = LoraConfig(r=c.rank, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=targets,
                               use_dora=self.use_dora, task_type="CAUSAL_LM")
-        return get_peft_model(model, peft_cfg)
+        try:
+            return get_peft_model(model, peft_cfg)
+        except ValueError as e:  # PEFT's "Target modules {...} not found in the base model"
+            from grass.errors import ConfigError
+
+            raise ConfigError(f"method.target_modules={list(c.target_modules)} does not fit this model "
+                              f"({str(e).splitlines()[0]}); use [all-linear] or names of its linear layers, "
+                              f"e.g. [q_proj,v_proj]") from None
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return adamw([p for p in model.parameters() if p.requires_grad], self.run_cfg.train)

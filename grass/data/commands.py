@@ -57,11 +57,12 @@ def _device(name: str):
     return dev
 
 
-def load_eval_model(spec: str, dtype: str = "float32"):
+def load_eval_model(spec: str, dtype: str = "float32", tokenizer: str | None = None):
     """``(model, tokenizer, description)`` for a model name/folder or a finished run directory.
 
     A run directory (it holds ``config.yaml`` or ``result.json``) must hold the weights saved with
     ``train.save_model=full`` (or ``adapter``, loaded on top of the run's base model) in ``<run>/model``.
+    ``tokenizer`` (an HF id or folder) replaces the model's own tokenizer.
 
     Raises:
         GrassError: a run without saved weights; ModelError for a model that does not load.
@@ -71,7 +72,7 @@ def load_eval_model(spec: str, dtype: str = "float32"):
     p = Path(spec).expanduser()
     is_run = p.is_dir() and ((p / "config.yaml").is_file() or (p / "result.json").is_file())
     if not is_run:
-        model, tok = load_model(spec, dtype=dtype)
+        model, tok = load_model(spec, dtype=dtype, tokenizer=tokenizer)
         return model, tok, spec
     saved = p / "model"
     if not saved.is_dir():
@@ -85,38 +86,48 @@ def load_eval_model(spec: str, dtype: str = "float32"):
         base = (cfg.get("model") or {}).get("name")
         if not base:
             raise GrassError(f"'{saved}' holds an adapter but '{p / 'config.yaml'}' does not name the base model")
-        model, tok = load_model(base, dtype=dtype)
+        model, tok = load_model(base, dtype=dtype, tokenizer=tokenizer or (cfg.get("model") or {}).get("tokenizer"))
         model = PeftModel.from_pretrained(model, str(saved))
         return model, tok, f"{p} (adapter on {base})"
     if not (saved / "config.json").is_file():
         raise GrassError(f"'{saved}' holds no model (no config.json): retrain with train.save_model=full")
-    model, tok = load_model(str(saved), dtype=dtype)
+    model, tok = load_model(str(saved), dtype=dtype, tokenizer=tokenizer)
     return model, tok, str(p)
 
 
 def _eval(args) -> int:
     from grass.data import check_benchmarks_available, resolve_benchmarks
     from grass.eval.lmeval import evaluate_lmeval
-    from grass.eval.protocol import evaluate
+    from grass.eval.protocol import evaluate, generation_budgets
+    from grass.models.checks import check_context
 
     names = resolve_benchmarks(args.benchmarks)
     if not names:
         raise DataError("--benchmarks is empty; give names or a group (commonsense, math, all)")
     if args.limit is not None and args.limit < 1:
         raise GrassError(f"--limit must be a positive number of items, not {args.limit}")
+    if args.batch_size < 1:
+        raise GrassError(f"--batch-size must be positive, not {args.batch_size}")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise GrassError(f"--max-new-tokens must be positive, not {args.max_new_tokens}")
     check_benchmarks_available(names)
     device = _device(args.device)
-    model, tok, what = load_eval_model(args.model, args.dtype)
+    model, tok, what = load_eval_model(args.model, args.dtype, args.tokenizer)
+    check_context(model.config, args.model, budgets=generation_budgets(names, args.max_new_tokens),
+                  budget_field="--max-new-tokens")
     model.to(device)
     res = evaluate(model, tok, names, limit=args.limit, batch_size=args.batch_size,
                    max_new_tokens=args.max_new_tokens, device=device, progress=True)
     if args.lm_eval:
         res.update(evaluate_lmeval(model, tok, names, limit=args.limit, batch_size=args.batch_size, device=device,
                                    generate_arith=args.lm_eval_generate))
-    rows = [[n, f"{res[f'acc/{n}']:.1f}", f"{res[f'acc_lmeval/{n}']:.1f}" if f"acc_lmeval/{n}" in res else "-",
-             str(res[f"eval/n/{n}"])] for n in names]
-    rows.append(["avg", f"{res['acc/avg']:.1f}", f"{res['acc_lmeval/avg']:.1f}" if "acc_lmeval/avg" in res else "-", ""])
-    table = _table(rows, ["benchmark", "acc (paper protocol)", "acc (lm-eval)", "items"])
+    rows = [[n, f"{res[f'acc/{n}']:.1f}", f"{res[f'eval/unparsed/{n}']:.1f}",
+             f"{res[f'acc_lmeval/{n}']:.1f}" if f"acc_lmeval/{n}" in res else "-", str(res[f"eval/n/{n}"])]
+            for n in names]
+    rows.append(["avg", f"{res['acc/avg']:.1f}", "", f"{res['acc_lmeval/avg']:.1f}" if "acc_lmeval/avg" in res else "-",
+                 ""])
+    # unparsed: % of items whose generated answer held no extractable answer (scored wrong)
+    table = _table(rows, ["benchmark", "acc (paper protocol)", "unparsed %", "acc (lm-eval)", "items"])
     speed = f"{res['eval/examples_per_s']:.2f} examples/s (generation)"
     if "eval_lmeval/examples_per_s" in res:
         speed += f", {res['eval_lmeval/examples_per_s']:.2f} examples/s (lm-eval)"
@@ -158,5 +169,6 @@ def add_commands(sub) -> None:
                    help="with --lm-eval: also the numeric arithmetic sets, by lm-eval generation (slow)")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    e.add_argument("--tokenizer", help="HF id or folder of the tokenizer (a model folder saved without its own)")
     e.add_argument("--out", help="write the JSON results here instead of stdout")
     e.set_defaults(func=_eval)

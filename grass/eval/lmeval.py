@@ -111,6 +111,8 @@ def evaluate_lmeval(model, tokenizer, benchmarks: list[str], *, limit: int | Non
 
     Returns:
         ``{"acc_lmeval/<b>": percent, "acc_norm_lmeval/<b>": percent (multiple choice),
+        "eval_lmeval/unparsed/<b>": percent of items whose generation held no number (generated
+        arithmetic only: log-likelihood multiple choice always picks an option, so it has none),
         "acc_lmeval/avg": mean over the evaluated benchmarks, "eval_lmeval/examples_per_s": float}``.
 
     Raises:
@@ -148,8 +150,9 @@ def evaluate_lmeval(model, tokenizer, benchmarks: list[str], *, limit: int | Non
             lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
             tm = TaskManager(include_path=str(tmpdir), include_defaults=False)
             t0 = time.perf_counter()
+            generated = [n for n in names if n in NUMERIC]  # the samples tell which answers did not parse
             out = simple_evaluate(model=lm, tasks=[f"grass_{n}" for n in names], task_manager=tm, limit=None,
-                                  num_fewshot=0, log_samples=False, bootstrap_iters=0, verbosity="WARNING")
+                                  num_fewshot=0, log_samples=bool(generated), bootstrap_iters=0, verbosity="WARNING")
             elapsed = time.perf_counter() - t0
     finally:
         model.train(was_training)
@@ -164,6 +167,10 @@ def evaluate_lmeval(model, tokenizer, benchmarks: list[str], *, limit: int | Non
         r = out["results"][f"grass_{name}"]
         if name in NUMERIC:
             results[f"acc_lmeval/{name}"] = 100.0 * r["exact_match,flexible-extract"]
+            samples = out["samples"][f"grass_{name}"]
+            # the regex filter's fallback when the generation holds no number
+            invalid = sum(s["filtered_resps"][0] == "[invalid]" for s in samples)
+            results[f"eval_lmeval/unparsed/{name}"] = 100.0 * invalid / max(1, len(samples))
         else:
             results[f"acc_lmeval/{name}"] = 100.0 * r["acc,none"]
             if "acc_norm,none" in r:

@@ -24,6 +24,8 @@ from grass.data import load_benchmark, resolve_benchmarks
 from grass.data.benchmarks import get_benchmark
 from grass.data.format import render_prompt
 from grass.data.templates import keywords_of
+from grass.errors import ConfigError
+from grass.models.checks import context_length
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,11 @@ def score(benchmark: str, response: str, example: dict) -> tuple[bool, object]:
     return pred is not None and pred == str(example["answer"]).strip().lower(), pred
 
 
+def generation_budgets(benchmarks: list[str], max_new_tokens: int | None) -> dict[str, int]:
+    """Benchmark -> new tokens generated per item (``max_new_tokens``, else the default of its kind)."""
+    return {n: max_new_tokens or DEFAULT_NEW_TOKENS[get_benchmark(n).kind] for n in resolve_benchmarks(benchmarks)}
+
+
 def _cut(text: str) -> str:
     i = text.find("### ")
     return text[:i] if i >= 0 else text
@@ -113,10 +120,12 @@ def generate(model, tokenizer, examples: list[dict], *, batch_size: int, max_new
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [_prompt_ids(tokenizer, ex) for ex in examples]
-    cfg = getattr(model, "config", None)
-    max_pos = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
-    if max_pos:  # a prompt that does not fit keeps its end (the question and the answer format)
-        keep = max(1, max_pos - max_new_tokens)
+    found = context_length(model.config) if hasattr(model, "config") else None
+    if found and max_new_tokens >= found[1]:  # callers check first (grass.models.checks.check_context)
+        raise ConfigError(f"a generation budget of {max_new_tokens} new tokens leaves no room for the prompt in the "
+                          f"model's context ({found[0]}={found[1]}): lower eval.max_new_tokens")
+    if found:  # a prompt that does not fit keeps its end (the question and the answer format)
+        keep = found[1] - max_new_tokens
         n_long = sum(len(e) > keep for e in encoded)
         if n_long:
             log.warning("%d prompts are longer than %d tokens: their beginning is cut", n_long, keep)
@@ -164,6 +173,8 @@ def evaluate(model, tokenizer, benchmarks: list[str], *, limit: int | None, batc
 
     Returns:
         ``{"acc/<b>": percent, "acc/avg": mean of the percents, "eval/n/<b>": items,
+        "eval/unparsed/<b>": percent of the items whose response held no extractable answer (no
+        number, option letter or answer keyword: scored wrong, as in the paper),
         "eval/examples_per_s": float}``; ``{}`` for an empty benchmark list.
 
     Raises:
@@ -183,18 +194,22 @@ def evaluate(model, tokenizer, benchmarks: list[str], *, limit: int | None, batc
             budget = max_new_tokens or DEFAULT_NEW_TOKENS[get_benchmark(name).kind]
             t = time.perf_counter()
             responses = generate(model, tokenizer, items, batch_size=batch_size, max_new_tokens=budget, device=device)
-            correct = 0
+            correct = unparsed = 0
             for ex, resp in zip(items, responses):
                 ok, pred = score(name, resp, ex)
                 correct += ok
+                unparsed += pred is None
                 if predictions is not None:
                     predictions.append({"benchmark": name, "instruction": ex["instruction"], "response": resp,
                                         "pred": pred, "gold": ex["answer"], "correct": bool(ok)})
             results[f"acc/{name}"] = 100.0 * correct / len(items)
             results[f"eval/n/{name}"] = len(items)
+            # An accuracy below chance is often answers that do not parse, not wrong answers: say which.
+            results[f"eval/unparsed/{name}"] = 100.0 * unparsed / len(items)
             total += len(items)
             if progress:
-                log.info("eval %-10s acc %5.1f%% on %d items (%.1f s)", name, results[f"acc/{name}"], len(items),
+                log.info("eval %-10s acc %5.1f%% (unparsed %5.1f%%) on %d items (%.1f s)", name,
+                         results[f"acc/{name}"], results[f"eval/unparsed/{name}"], len(items),
                          time.perf_counter() - t)
     finally:
         model.train(was_training)

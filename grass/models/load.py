@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from grass.errors import GrassError, ModelError
+from grass.models.checks import TOKENIZER_HINT, check_tokenizer
 from grass.models.configs import TINY_MODELS, cache_root, resolve_config
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,9 @@ def resolve_model_path(name: str, cache_dir: str | None = None) -> str:
     return name
 
 
-def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None, init: str = "pretrained"):
-    """Load ``(model, tokenizer)``.
+def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None, init: str = "pretrained",
+               tokenizer: str | None = None):
+    """Load ``(model, tokenizer)`` and check that the tokenizer can feed the model.
 
     Args:
         name: HF id, local folder, a GGUF model key, or a tiny model key.
@@ -116,9 +118,12 @@ def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None, 
             built-in byte tokenizer, from the config alone (a preset of :mod:`grass.models.presets`,
             e.g. ``llama2-7b``, also works). Memory and speed do not depend on the weights, so
             benchmarks can run where the weights cannot be installed.
+        tokenizer: an HF id or folder to load the tokenizer from instead of the model's own (a
+            model folder saved without its tokenizer files).
 
     Raises:
-        ModelError: unknown name, missing package, or a folder/id that does not load.
+        ModelError: unknown name, missing package, a folder/id that does not load, or a tokenizer
+            that cannot feed the model (:func:`grass.models.checks.check_tokenizer`).
     """
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     if name in TINY_MODELS or init == "random":
@@ -137,17 +142,31 @@ def load_model(name: str, dtype: str = "float32", cache_dir: str | None = None, 
         if not is_local and (name.startswith((".", "/")) or os.sep not in name and "/" not in name):
             valid = ", ".join([*GGUF_MODELS, *TINY_MODELS])
             raise ModelError(f"unknown model '{name}': give an HF id (org/name), a local folder, or one of {valid}")
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
+        hint = f"; if its folder has no tokenizer files, {TOKENIZER_HINT}" if is_local else ""
+        tok = None if tokenizer else _load_tokenizer(path, f"the tokenizer of model '{name}'", hint)
         try:
-            tok = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot load model '{name}': {str(e).splitlines()[0]}") from None
+    if tokenizer:
+        tok = _load_tokenizer(tokenizer, f"model.tokenizer='{tokenizer}'")
+    check_tokenizer(tok, model, name)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.config.use_cache = False
     return model, tok
+
+
+def _load_tokenizer(source: str, what: str, hint: str = ""):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelError(f"cannot load {what}: {first.rstrip(':')}{' ...' if first.endswith(':') else ''}{hint}") from None
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:

@@ -40,6 +40,7 @@ def test_paper_protocol(tiny):
     assert model.training and tok.padding_side == "right"
     for b in BENCHES:
         assert 0.0 <= r[f"acc/{b}"] <= 100.0 and r[f"eval/n/{b}"] == 2
+        assert r[f"eval/unparsed/{b}"] in (0.0, 50.0, 100.0)  # of 2 items
     assert r["acc/avg"] == pytest.approx(sum(r[f"acc/{b}"] for b in BENCHES) / len(BENCHES))
     assert r["eval/examples_per_s"] > 0
     assert len(preds) == 2 * len(BENCHES) and {"response", "pred", "gold", "correct"} <= set(preds[0])
@@ -64,6 +65,7 @@ def test_lmeval_generation_for_arithmetic(tiny):
     model, tok = tiny
     r = evaluate_lmeval(model, tok, ["addsub"], limit=1, batch_size=1, generate_arith=True, max_gen_toks=3)
     assert 0.0 <= r["acc_lmeval/addsub"] <= 100.0
+    assert r["eval_lmeval/unparsed/addsub"] in (0.0, 100.0)  # one item: its answer parsed or not
 
 
 def test_peft_wrapped_model(tiny):

@@ -159,3 +159,89 @@ def test_offline_run_files_hold_the_logged_keys(tmp_path, monkeypatch):
     for key in (b"loss", b"layer_probs/L3", b"mgn/L0", b"active_layers/count", b"acc/avg", b"layers/heatmap",
                 b"exp1", b"seed0", b"nightly", b"grass-offline1"):
         assert key in data, key
+
+
+# --- the defaults defer to W&B's environment variables; an explicit log.* value wins ---------------
+
+WANDB_ENV = ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_DIR")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for key in WANDB_ENV:
+        monkeypatch.delenv(key, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("setting, env, mode", [
+    ("auto", None, "offline"),           # no WANDB_MODE: offline into the run directory, as before
+    ("auto", "disabled", "disabled"),
+    ("auto", "Online", "online"),
+    ("auto", "dryrun", "dryrun"),        # W&B's own alias of offline, passed through
+    ("offline", "disabled", "offline"),  # explicit log.wandb wins
+    ("disabled", "online", "disabled"),
+])
+def test_mode_defers_to_wandb_mode(clean_env, setting, env, mode):
+    if env is not None:
+        clean_env.setenv("WANDB_MODE", env)
+    assert wandb_log.resolve_mode(setting) == mode
+
+
+def test_unknown_wandb_mode_is_a_config_error(clean_env):
+    from grass.errors import ConfigError
+
+    clean_env.setenv("WANDB_MODE", "offlne")
+    with pytest.raises(ConfigError, match="WANDB_MODE='offlne' is not a W&B mode"):
+        wandb_log.resolve_mode("auto")
+
+
+def test_auto_with_wandb_mode_disabled_never_imports_wandb(clean_env, tmp_path):
+    clean_env.setenv("WANDB_MODE", "disabled")
+    clean_env.setitem(sys.modules, "wandb", None)
+    assert not WandbLogger(_cfg("auto"), tmp_path).active and not (tmp_path / "wandb").exists()
+
+
+def test_project_entity_and_dir_come_from_the_environment(fake_wandb, clean_env, tmp_path):
+    clean_env.setenv("WANDB_PROJECT", "team-proj")
+    clean_env.setenv("WANDB_ENTITY", "my-team")
+    clean_env.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
+    WandbLogger(_cfg("auto"), tmp_path / "run")
+    kw = fake_wandb.inits[-1]
+    assert (kw["mode"], kw["project"], kw["entity"], kw["dir"]) == ("offline", "team-proj", "my-team",
+                                                                     str(tmp_path / "wandb-home"))
+    cfg = _cfg("online")
+    cfg.log.project, cfg.log.entity = "explicit", "someone"
+    WandbLogger(cfg, tmp_path / "run")
+    kw = fake_wandb.inits[-1]
+    assert (kw["mode"], kw["project"], kw["entity"]) == ("online", "explicit", "someone")
+
+
+def test_defaults_without_environment(fake_wandb, clean_env, tmp_path):
+    WandbLogger(_cfg("auto"), tmp_path / "run")
+    kw = fake_wandb.inits[-1]
+    assert (kw["mode"], kw["project"], kw["entity"], kw["dir"]) == ("offline", "grass", None, str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("env, overrides, inits", [
+    ({"WANDB_MODE": "disabled"}, [], 0),                        # was: an offline run written anyway
+    ({"WANDB_MODE": "offline", "WANDB_PROJECT": "p1"}, [], 1),
+    ({"WANDB_MODE": "online"}, ["log.wandb=disabled"], 0),    # an explicit log.wandb= still wins
+    ({"WANDB_MODE": "disabled"}, ["log.wandb=offline"], 1),
+])
+def test_grass_train_honours_wandb_env(fake_wandb, clean_env, fixed_batch_file, runs_dir, env, overrides, inits):
+    import importlib.machinery
+
+    from grass.cli import main
+
+    # transformers imports accelerate during the run, which asks importlib whether wandb exists
+    fake_wandb.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
+    for k, v in env.items():
+        clean_env.setenv(k, v)
+    clean_env.setenv("WANDB_DIR", str(runs_dir.parent / "wandb-home"))
+    assert main(["train", "--no-progress", f"data.train={fixed_batch_file}", "train.max_steps=1",
+                 "train.batch_size=2", "train.seq_len=32", *overrides]) == 0
+    assert len(fake_wandb.inits) == inits
+    if inits:
+        kw = fake_wandb.inits[0]
+        assert kw["mode"] == "offline" and kw["dir"] == str(runs_dir.parent / "wandb-home")
+        assert kw["project"] == env.get("WANDB_PROJECT", "grass")
