@@ -32,7 +32,8 @@ Choices (README, "Use GRASS in your Trainer"):
   starts its schedule after the probe): with ``probe_steps=10`` of 1000 steps the schedule runs 1%
   ahead. Use ``lr_scheduler_type="constant"`` or a warm-up longer than the probe if that matters.
 * One process: under DDP a post-accumulate-grad hook sees the local gradient, before the
-  all-reduce, so the ranks would draw different layers. ``grass train`` runs DDP.
+  all-reduce, so the ranks would draw different layers. ``grass train`` runs DDP. GRASS refuses
+  ``fp16=True``: its loss scaling would scale the gradients the MGN is measured on (bf16 is fine).
 * Trainer's logs (``state.log_history``, printed logs) get ``active_layers``, ``layer_probs``,
   ``mgn`` and ``probe``; the reporting callbacks run before user callbacks, so for W&B
   (``report_to="wandb"``) the callback logs them to the open run itself, per layer.
@@ -44,6 +45,7 @@ import logging
 from typing import Any
 
 import torch
+from accelerate.state import GradientState
 from torch import nn
 from transformers.trainer_callback import TrainerCallback
 
@@ -174,6 +176,9 @@ class LayerwiseCallback(TrainerCallback):
             raise ConfigError("method.overlap=backward updates each layer during backward: set "
                               "gradient_accumulation_steps=1 and max_grad_norm=0 in TrainingArguments, or use "
                               "method overlap='step'")
+        if args.fp16 and self.cfg.method.name == "grass":
+            raise ConfigError("GRASS measures the gradient during backward, where fp16 loss scaling multiplies it by a "
+                              "changing factor; use bf16=True (no loss scaling) or fp32")
         tc = dataclasses.replace(self.cfg.train, lr=args.learning_rate, adam_beta1=args.adam_beta1,
                                  adam_beta2=args.adam_beta2, adam_eps=args.adam_epsilon,
                                  weight_decay=args.weight_decay, grad_accum=args.gradient_accumulation_steps,
@@ -202,8 +207,6 @@ class LayerwiseCallback(TrainerCallback):
 
     def _before_forward(self, module: nn.Module, inputs) -> None:
         if module.training and torch.is_grad_enabled():  # not evaluation or generation
-            from accelerate.state import GradientState
-
             self.method.before_backward(self._step, GradientState().sync_gradients)
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
