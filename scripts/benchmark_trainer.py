@@ -8,11 +8,15 @@
 Setups (all fp32, the same synthetic examples, each truncated to ``seq_len`` so a step is exactly
 ``batch x seq_len`` tokens):
 
-* ``lisa-1``: our loop, ``lisa`` with one active layer, embeddings and head frozen, state reset;
-* ``badam-1``: our loop, ``badam`` (badam's BlockOptimizer, one decoder layer per block, random
-  order) -- the same update set as ``lisa-1``: one decoder layer at a time;
+* ``lisa-1``: our loop, ``lisa`` with one active layer, embeddings and head frozen, state reset,
+  one draw for the whole run;
+* ``badam-1``: our loop, ``badam`` (badam's BlockOptimizer, one decoder layer per block) fixed on
+  the layer LISA draws: the same update set, and so the same backward depth (a step's cost depends
+  on how deep the trained layer sits);
 * ``grass-loop``: our loop, ``grass`` (2 active layers, offload state policy);
 * ``grass-trainer``: the same GRASS config through a ``transformers.Trainer`` and the callback.
+  Both GRASS runs read the data in order with a constant LR, so they draw the same layers (checked
+  and printed).
 
 A step's time is the time between two consecutive step ends (so data loading, the hooks, the
 optimizer and the loop's bookkeeping all count), as wall time and as this process's CPU time
@@ -44,20 +48,21 @@ from benchmark import write_data  # noqa: E402  (scripts/benchmark.py: examples 
 SETUPS = {
     "lisa-1": ["method.name=lisa", "method.n_active_layers=1", "method.train_embeddings=false",
                "method.train_head=false", "method.state_policy=reset"],
-    "badam-1": ["method.name=badam", "method.switch_mode=random"],
+    "badam-1": ["method.name=badam", "method.switch_mode=fixed"],
     "grass-loop": ["method.name=grass", "method.n_active_layers=2"],
     "grass-trainer": ["method.name=grass", "method.n_active_layers=2"],
 }
+CONSTANT_LR = ["train.warmup_ratio=0.0", "train.min_lr_ratio=1.0", "data.shuffle=false"]
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--setups", default=",".join(SETUPS), help=f"comma list of {', '.join(SETUPS)}")
-    p.add_argument("--steps", type=int, default=8, help="optimizer steps per run (GRASS's probe included)")
+    p.add_argument("--steps", type=int, default=6, help="optimizer steps per run (GRASS's probe included)")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--switch-every", type=int, default=4, help="LISA/GRASS switch_every, BAdam switch_block_every")
+    p.add_argument("--switch-every", type=int, default=3, help="GRASS's switch_every and refresh_every")
     p.add_argument("--probe-steps", type=int, default=2)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
@@ -90,12 +95,27 @@ def _config(key: str, args, data: Path, runs_dir: Path, rnd: int):
     ov = [f"model.name={args.model}", f"train.max_steps={args.steps}", f"train.seq_len={args.seq_len}",
           f"train.batch_size={args.batch}", f"train.device={args.device}", f"data.train={data}", "log.wandb=disabled",
           f"log.runs_dir={runs_dir}", f"log.experiment={key}-r{rnd}", *SETUPS[key]]
-    name = SETUPS[key][0].split("=")[1]
-    ov += [f"method.switch_block_every={args.switch_every}"] if name == "badam" else \
-        [f"method.switch_every={args.switch_every}"]
-    if name == "grass":
-        ov += [f"method.probe_steps={args.probe_steps}", f"method.refresh_every={args.switch_every}"]
+    if key == "lisa-1":
+        ov += [f"method.switch_every={args.steps}"]
+    elif key == "badam-1":
+        ov += [f"method.switch_block_every={args.steps + 1}", f"method.start_block={lisa_layer(args)}"]
+    else:
+        ov += [f"method.switch_every={args.switch_every}", f"method.probe_steps={args.probe_steps}",
+               f"method.refresh_every={args.switch_every}", *CONSTANT_LR]
     return load_config(None, ov)
+
+
+def lisa_layer(args) -> int:
+    """The layer ``lisa-1`` draws (LISA's own draw, from its generator seeded by the run seed)."""
+    from grass.config import load_config
+    from grass.models.configs import resolve_config
+    from grass.registry import get_method
+
+    cfg = load_config(None, ["method.name=lisa", "method.n_active_layers=1"])
+    lisa = get_method("lisa")(cfg.method, cfg)
+    lisa.lmap = range(resolve_config(args.model).num_hidden_layers)  # draw() needs only the layer count
+    (layer,) = lisa.draw()
+    return layer
 
 
 def run_loop(key, cfg) -> dict:
@@ -105,7 +125,9 @@ def run_loop(key, cfg) -> dict:
     result = train(cfg, progress=False, on_step_end=lambda step, *_: clock.tick(step))
     probe = getattr(cfg.method, "probe_steps", 0)
     wall, cpu = clock.durations(probe + 1)
+    rows = [json.loads(x) for x in (Path(result["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     return {"key": key, "wall_s": wall, "cpu_s": cpu, "final_loss": result["train/final_loss"],
+            "active_layers": [r["active_layers"] for r in rows],
             "optimizer_state_device_bytes": round(result["mem/optimizer_state_device_gib"] * 2**30),
             "optimizer_state_host_bytes": round(result["mem/optimizer_state_host_gib"] * 2**30)}
 
@@ -135,15 +157,18 @@ def run_trainer(key, cfg, tmp: Path) -> dict:
 
     tc = cfg.train
     targs = TrainingArguments(output_dir=str(tmp / key), max_steps=tc.max_steps, per_device_train_batch_size=tc.batch_size,
-                              learning_rate=tc.lr, max_grad_norm=tc.max_grad_norm, seed=cfg.seed, logging_steps=1,
-                              report_to=[], save_strategy="no", use_cpu=cfg.train.device == "cpu", disable_tqdm=True,
-                              dataloader_num_workers=0)
+                              learning_rate=tc.lr, lr_scheduler_type="constant", max_grad_norm=tc.max_grad_norm,
+                              seed=cfg.seed, logging_steps=1, report_to=[], save_strategy="no",
+                              use_cpu=cfg.train.device == "cpu", disable_tqdm=True, dataloader_num_workers=0,
+                              train_sampling_strategy="sequential")
     trainer = Trainer(model=model, args=targs, train_dataset=TrainDataset(load_train_examples(cfg.data), tok, tc.seq_len),
                       data_collator=Collator(tok.pad_token_id), callbacks=[cb, Clock()],
                       optimizers=(cb.optimizer, None))
     out = trainer.train()
     wall, cpu = clock.durations(m.probe_steps + 1)
-    return {"key": key, "wall_s": wall, "cpu_s": cpu, "final_loss": trainer.state.log_history[-2]["loss"],
+    logged = [r for r in trainer.state.log_history if "loss" in r]
+    return {"key": key, "wall_s": wall, "cpu_s": cpu, "final_loss": logged[-1]["loss"],
+            "active_layers": [r["active_layers"] for r in logged],
             "train_loss": out.training_loss, "optimizer_state_device_bytes": peak["device"],
             "optimizer_state_host_bytes": peak["host"]}
 
@@ -157,9 +182,8 @@ def summarize(runs: list[dict]) -> tuple[dict, dict]:
         s[key] = {"step_wall_s_median": statistics.median(wall), "step_cpu_s_median": statistics.median(cpu),
                   "counted_steps": len(wall), "optimizer_state_device_mib": rs[-1]["optimizer_state_device_bytes"] / 2**20,
                   "optimizer_state_host_mib": rs[-1]["optimizer_state_host_bytes"] / 2**20,
-                  "final_loss": rs[-1]["final_loss"]}
-    pairs = {"badam-1 / lisa-1": ("badam-1", "lisa-1"), "grass-trainer / grass-loop": ("grass-trainer", "grass-loop"),
-             "grass-loop / lisa-1": ("grass-loop", "lisa-1")}
+                  "final_loss": rs[-1]["final_loss"], "active_layers": rs[-1]["active_layers"]}
+    pairs = {"badam-1 / lisa-1": ("badam-1", "lisa-1"), "grass-trainer / grass-loop": ("grass-trainer", "grass-loop")}
     ratios = {name: {m: s[a][f"step_{m}_s_median"] / s[b][f"step_{m}_s_median"] for m in ("wall", "cpu")}
               for name, (a, b) in pairs.items() if a in s and b in s}
     return s, ratios
@@ -197,6 +221,8 @@ def main(argv=None) -> int:
               f"{v['optimizer_state_device_mib']:>19.1f}{v['optimizer_state_host_mib']:>10.1f}{v['final_loss']:>8.3f}")
     for name, r in ratios.items():
         print(f"{name}: {r['wall']:.3f} (wall), {r['cpu']:.3f} (CPU)")
+    for k, v in s.items():
+        print(f"{k} active layers per step: {v['active_layers']}")
     record = {"args": vars(args), "load_avg": os.getloadavg(), "torch": torch.__version__, "summary": s,
               "ratios": ratios, "runs": runs}
     tmp_out = out.with_name(out.name + ".tmp")

@@ -3,7 +3,9 @@ Language Models"): block coordinate descent with Adam. One block -- a decoder la
 embeddings / head when included -- is trained at a time and switched every K steps; the Adam state
 of the block is dropped at every switch. The optimizer is the ``badam`` package's own
 ``BlockOptimizer`` (pinned in pyproject.toml), run in our loop with our data, evaluation and
-measurements so that it joins the fair comparison.
+measurements so that it joins the fair comparison. Its schedule is kept as badam has it: a switch
+comes when ``(updates + 1) % K == 0`` after an update is counted, so the first block gets K - 1
+steps and every later one K.
 
 Three things are added around ``BlockOptimizer`` (:class:`GrassBlockOptimizer`), none of them
 changes its update:

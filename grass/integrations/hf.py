@@ -175,7 +175,7 @@ class LayerwiseCallback(TrainerCallback):
                 args.gradient_accumulation_steps > 1 or args.max_grad_norm > 0):
             raise ConfigError("method.overlap=backward updates each layer during backward: set "
                               "gradient_accumulation_steps=1 and max_grad_norm=0 in TrainingArguments, or use "
-                              "method overlap='step'")
+                              "overlap='step'")
         if args.fp16 and self.cfg.method.name == "grass":
             raise ConfigError("GRASS measures the gradient during backward, where fp16 loss scaling multiplies it by a "
                               "changing factor; use bf16=True (no loss scaling) or fp32")
