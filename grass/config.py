@@ -108,7 +108,7 @@ class LogConfig:
 class MethodConfig:
     """Base of every method's config; each method subclasses it with its own fields."""
 
-    name: str = _f("full", "full | lora | dora | lisa | grass")
+    name: str = _f("full", "full | lora | dora | lisa | grass | badam")
 
 
 @dataclass

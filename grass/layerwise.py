@@ -70,13 +70,17 @@ class LayerwiseMethod(FinetuneMethod):
 
     def __init__(self, cfg: LayerwiseConfig, run_cfg):
         super().__init__(cfg, run_cfg)
-        # A generator of its own, seeded from the run seed: the same on every DDP rank, and
-        # independent of the data order and dropout RNG.
-        self.generator = torch.Generator().manual_seed(run_cfg.seed * 7919 + 17)
+        self.reseed(run_cfg.seed)
         self.active: list[int] = []
         self.period_start = 0
         self.lmap: LayerMap | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+
+    def reseed(self, seed: int) -> None:
+        """Seed the layer sampler from a run seed."""
+        # A generator of its own: the same on every DDP rank, and independent of the data order
+        # and dropout RNG.
+        self.generator = torch.Generator().manual_seed(seed * 7919 + 17)
 
     # -- hooks ---------------------------------------------------------------------------------
     def prepare(self, model: nn.Module) -> nn.Module:

@@ -15,6 +15,7 @@ METHODS: dict[str, str] = {
     "dora": "baselines.lora.method:DoRA",
     "lisa": "baselines.lisa.method:LISA",
     "grass": "grass.method.grass:GRASS",
+    "badam": "baselines.badam.method:BAdam",
 }
 
 

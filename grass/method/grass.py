@@ -33,6 +33,10 @@ class GRASS(LayerwiseMethod):
         self._hook_sq: list = []
         self._numel: list[int] = []
         self._step_mgn: list[float] = []  # the estimate this step's probabilities came from
+        # Set before prepare() by a loop that clips the gradients before on_after_backward can see
+        # them (transformers.Trainer, grass.integrations.hf): the active layers' RMS is then taken
+        # in the post-accumulate-grad hooks, on the accumulated gradient before clipping.
+        self.measure_in_backward = False
 
     # -- set-up ----------------------------------------------------------------------------------
     def prepare(self, model: nn.Module) -> nn.Module:
@@ -52,7 +56,7 @@ class GRASS(LayerwiseMethod):
         # With overlap=backward the offload engine updates and frees each layer's gradient inside
         # backward, so the active layers' RMS is taken in the hook too (registered here, before the
         # engine's hooks, so it runs first). overlap=backward is refused under DDP.
-        self._active_in_hook = self.cfg.overlap == "backward"
+        self._active_in_hook = self.cfg.overlap == "backward" or self.measure_in_backward
         if self._probe_in_hook or self._active_in_hook:
             for i in range(n):
                 for p in self.lmap.layer_params(i):
