@@ -116,6 +116,10 @@ _NOT_IN_RUN_ID = ("log",)
 # adding a field never changes the id (and so never re-runs) a finished run.
 _ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): None,
                 ("method", "offload_fp32_state"): True}
+# Fields that only act when another field of their section has a value: left out of the run id
+# otherwise, so a default that changes them (the offload engine's) re-runs only the runs it changes.
+_ONLY_WHEN = {("method", "offload_chunk_mb"): ("state_policy", "offload"),
+              ("method", "offload_fp32_state"): ("state_policy", "offload")}
 
 
 def _schema_keys(cls: type) -> dict[str, Any]:
@@ -262,6 +266,9 @@ def run_id(cfg: RunConfig) -> str:
     for (section, key), default in _ADDED_LATER.items():
         if d.get(section, {}).get(key, default) == default:
             d[section].pop(key, None)
+    for (section, key), (other, value) in _ONLY_WHEN.items():
+        if key in d.get(section, {}) and d[section].get(other) != value:
+            d[section].pop(key)
     digest = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{cfg.method.name}-{digest}"
 
