@@ -51,7 +51,8 @@ class LayerwiseConfig(MethodConfig):
                 "lisa/reset: 4 B/param); true = fp32 moments + fp32 master weights for bf16 weights (12 B/param, "
                 "3x the copies). Same numbers for fp32 weights"})
     overlap: str = field(default="step", metadata={"help": "offload: step (update layer by layer at optimizer.step) "
-                                                           "| backward (update each layer during backward)"})
+                                                           "| backward (update each layer during backward; needs "
+                                                           "train.max_grad_norm=0 and train.grad_accum=1)"})
 
     def validate(self, cfg) -> None:
         if self.n_active_layers <= 0:

@@ -233,13 +233,13 @@ def _offload(units: list[tuple[list[Tensor], bool]], w: int, device: str, offloa
             seq += [] if emb else [z]
         else:
             seq += [chunk] * (z // chunk) + ([z % chunk] if z % chunk else [])
-    moved = per * _steady_traffic(seq, overlap)
+    moved = round(per * _steady_traffic(seq, overlap))
     return out | {"device": per * sum(caps) + resident, "host": per * sum(z for z, _ in staged) + steps,
                   "slots": len(caps), "h2d_per_step": moved, "d2h_per_step": moved,
                   "switch_max": per * gamma * layer if chunk is None else 0}
 
 
-def _steady_traffic(seq: list[int], overlap: str) -> int:
+def _steady_traffic(seq: list[int], overlap: str) -> float:
     """Elements copied each way per step by a sequence of chunks through two slots.
 
     With three chunks or more every chunk is loaded and written back once per step, except what
@@ -253,7 +253,7 @@ def _steady_traffic(seq: list[int], overlap: str) -> int:
         return 0
     if overlap == "backward":
         return sum(seq)
-    return sum(seq) - (seq[0] + seq[1] + seq[-2] + seq[-1]) // 2
+    return sum(seq) - (seq[0] + seq[1] + seq[-2] + seq[-1]) / 2
 
 
 # ------------------------------------------------------------------------------------- prediction
