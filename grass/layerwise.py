@@ -12,6 +12,7 @@ set, ``offload`` keeps every layer's state in host memory (:mod:`grass.optim.off
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -23,6 +24,8 @@ from grass.errors import ConfigError
 from grass.interface import FinetuneMethod
 from grass.layers import LayerMap, find_layers, freeze_all, set_requires_grad
 from grass.optim.adamw import adamw
+from grass.optim.offload_overlap import check_overlap
+from grass.optim.offload_state import DEFAULT_CHUNK_MB, DEFAULT_FP32_STATE
 
 log = logging.getLogger(__name__)
 STATE_POLICIES = ("reset", "keep", "offload")
@@ -38,14 +41,18 @@ class LayerwiseConfig(MethodConfig):
                                                                  "offload"})
     offload_embeddings: bool = field(default=True, metadata={"help": "offload: embeddings/head state in host "
                                                                      "memory too"})
-    offload_chunk_mb: Optional[float] = field(default=None, metadata={
-        "help": "offload: stream the state in chunks of this many MiB (two on the device, whatever a layer's "
-                "size; state moves every step); null = whole layers, moved only at switches"})
-    offload_fp32_state: bool = field(default=True, metadata={
-        "help": "offload: fp32 moments + fp32 master weights for bf16 weights (12 B/param); false: state in the "
-                "weights' dtype, no master (torch AdamW on bf16 weights, as lisa/reset keeps it: 4 B/param)"})
+    offload_chunk_mb: Optional[float] = field(default=DEFAULT_CHUNK_MB, metadata={
+        "help": "offload: stream the state through two device slots in chunks of at most this many MiB and at "
+                "most one decoder layer's state, so the device holds at most two layers' state whatever the "
+                "model (the active units' state moves every step); null = whole layers cached on the device "
+                "(+ a slot each for embeddings and head), moved only at switches"})
+    offload_fp32_state: bool = field(default=DEFAULT_FP32_STATE, metadata={
+        "help": "offload: false = state in the weights' dtype, no master (torch AdamW on bf16 weights, as "
+                "lisa/reset: 4 B/param); true = fp32 moments + fp32 master weights for bf16 weights (12 B/param, "
+                "3x the copies). Same numbers for fp32 weights"})
     overlap: str = field(default="step", metadata={"help": "offload: step (update layer by layer at optimizer.step) "
-                                                           "| backward (update each layer during backward)"})
+                                                           "| backward (update each layer during backward; needs "
+                                                           "train.max_grad_norm=0 and train.grad_accum=1)"})
 
     def validate(self, cfg) -> None:
         if self.n_active_layers <= 0:
@@ -61,6 +68,8 @@ class LayerwiseConfig(MethodConfig):
             raise ConfigError(f"method.offload_chunk_mb must be positive or null, got {self.offload_chunk_mb}")
         if self.overlap == "backward" and self.state_policy != "offload":
             raise ConfigError("method.overlap=backward needs method.state_policy=offload")
+        if self.state_policy == "offload":  # before the run directory exists, not in the optimizer
+            check_overlap(self.overlap, cfg.train.grad_accum, cfg.train.max_grad_norm)
 
 
 class LayerwiseMethod(FinetuneMethod):
@@ -103,7 +112,10 @@ class LayerwiseMethod(FinetuneMethod):
                 weight_decay=tc.weight_decay, device=next(model.parameters()).device,
                 offload_embeddings=self.cfg.offload_embeddings, overlap=self.cfg.overlap,
                 grad_accum=tc.grad_accum, max_grad_norm=tc.max_grad_norm, chunk_mb=self.cfg.offload_chunk_mb,
-                fp32_state=self.cfg.offload_fp32_state)
+                fp32_state=self.cfg.offload_fp32_state,
+                # tests and scripts/offload_traffic.py: on a CPU, stage through CPU "device" slots as
+                # on CUDA, so the slot logic and its byte accounting run in a real training run
+                _simulate_offload=os.environ.get("GRASS_SIMULATE_OFFLOAD") == "1")
             if self.cfg.overlap == "backward":
                 from grass.distributed import ddp_active
 

@@ -48,14 +48,19 @@ SETUPS = {
     "dora": ("dora", [], {}),
     "lisa": ("lisa", ["method.state_policy=reset"], {"state_policy": "reset"}),
     "lisa-offload": ("lisa", ["method.state_policy=offload"], {"state_policy": "offload"}),
+    # GRASS's default offload: 64 MiB chunks (at most one layer each), state in the weights' dtype
     "grass-offload": ("grass", ["method.state_policy=offload"], {"state_policy": "offload"}),
     "grass-reset": ("grass", ["method.state_policy=reset"], {"state_policy": "reset"}),
-    # state in the weights' dtype (bf16 moments, no fp32 master): lisa/reset's bytes on the device
-    "grass-offload-bf16": ("grass", ["method.state_policy=offload", "method.offload_fp32_state=false"],
-                           {"state_policy": "offload", "offload_fp32_state": False}),
-    # state streamed in 16 MiB chunks: two on the device, moved every step (memory over speed)
-    "grass-offload-chunked": ("grass", ["method.state_policy=offload", "method.offload_chunk_mb=16"],
-                              {"state_policy": "offload", "offload_chunk_mb": 16}),
+    # fp32 moments + fp32 masters for bf16 weights: 3x the bytes on the wire and in host memory
+    "grass-offload-fp32": ("grass", ["method.state_policy=offload", "method.offload_fp32_state=true"],
+                           {"state_policy": "offload", "offload_fp32_state": True}),
+    # whole layers cached on the device (+ a slot each for embeddings and head): state moves only at
+    # switches, more device memory (the default before issue 15 also had fp32 state: -whole-fp32)
+    "grass-offload-whole": ("grass", ["method.state_policy=offload", "method.offload_chunk_mb=null"],
+                            {"state_policy": "offload", "offload_chunk_mb": None}),
+    "grass-offload-whole-fp32": ("grass", ["method.state_policy=offload", "method.offload_chunk_mb=null",
+                                           "method.offload_fp32_state=true"],
+                                 {"state_policy": "offload", "offload_chunk_mb": None, "offload_fp32_state": True}),
 }
 DEFAULT_METHODS = "full,lora,dora,lisa,grass-offload,grass-reset"
 WORDS = ("the model learns which layers matter most for the task and trains only a few of them at a time "

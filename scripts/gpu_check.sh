@@ -2,7 +2,7 @@
 # One-shot check on a machine with one CUDA GPU, in under 8 minutes (issues 4 and 9):
 #   1. the GPU tests (offload engine races and residency, memory model vs max_memory_allocated);
 #   2. scripts/benchmark.py on SmolLM2-135M and Gemma3-270M at seq 1024 x batch 4, bf16 weights:
-#      full, lora, lisa (reset), grass with offload (whole layers fp32 or bf16 state / 16 MiB chunks)
+#      full, lora, lisa (reset), grass with offload (default 64 MiB chunks, fp32 state, whole layers)
 #      and without ->
 #      tokens/s, median step time,
 #      torch.cuda.max_memory_allocated per phase, byte accounting vs the memory model, offload
@@ -63,7 +63,7 @@ bench() {  # model, package, time limit (s)
   echo "== benchmark $1 (weights: $init) ($(($(date +%s) - START)) s)"
   timeout "$3" "$PY" scripts/benchmark.py --model "$1" --init "$init" --device cuda --seq-len 1024 --batch 4 \
     --dtype bfloat16 --precision bf16 --steps 20 --probe-steps 5 --switch-every 10 --rounds 1 --threads 0 \
-    --methods full,lora,lisa,grass-offload,grass-offload-bf16,grass-offload-chunked,grass-reset --out "$DEST/bench_$1.json" 2>&1 \
+    --methods full,lora,lisa,grass-offload,grass-offload-fp32,grass-offload-whole,grass-reset --out "$DEST/bench_$1.json" 2>&1 \
     | grep -v -i "warn" | tee "$DEST/bench_$1.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }

@@ -9,6 +9,18 @@ import argparse
 import json
 
 from grass.memory.model import GIB, METHODS, PRECISIONS, STATE_POLICIES, Prediction, predict, predict_all
+from grass.optim.offload_state import DEFAULT_CHUNK_MB, DEFAULT_FP32_STATE
+
+PCIE_GBPS = 25.0  # host-to-device bandwidth the copy time is quoted at (PCIe 4 x16 in practice)
+
+
+def _chunk_mb(text: str) -> float | None:
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of MiB or none, got '{text}'") from None
 
 
 def add_commands(subparsers) -> None:
@@ -28,11 +40,12 @@ def add_commands(subparsers) -> None:
                         "--no-offload = reset)")
     p.add_argument("--state-policy", choices=STATE_POLICIES, default=None,
                    help="lisa/grass optimizer state across switches (overrides --offload)")
-    p.add_argument("--offload-chunk-mb", type=float, default=None,
-                   help="offload: stream optimizer state in chunks of this many MiB (default: whole layers)")
-    p.add_argument("--offload-fp32-state", action=argparse.BooleanOptionalAction, default=True,
-                   help="offload: fp32 moments + fp32 master weights (default); --no-offload-fp32-state: "
-                        "state in the weights' dtype")
+    p.add_argument("--offload-chunk-mb", type=_chunk_mb, default=DEFAULT_CHUNK_MB,
+                   help=f"offload: stream optimizer state in chunks of at most this many MiB and one decoder "
+                        f"layer's state (default {DEFAULT_CHUNK_MB:g}, as method.offload_chunk_mb); none: whole layers")
+    p.add_argument("--offload-fp32-state", action=argparse.BooleanOptionalAction, default=DEFAULT_FP32_STATE,
+                   help="offload: fp32 moments + fp32 master weights; default --no-offload-fp32-state: state in "
+                        "the weights' dtype (as method.offload_fp32_state)")
     p.add_argument("--lora-rank", type=int, default=8, help="LoRA/DoRA rank (default 8)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                    help="where training runs (cpu: what a CPU run's byte accounting reports)")
@@ -50,7 +63,7 @@ def run(args) -> int:
               n_active_layers=args.n_active_layers, device=args.device, lora_rank=args.lora_rank,
               offload_chunk_mb=args.offload_chunk_mb, offload_fp32_state=args.offload_fp32_state)
     if args.offload_chunk_mb is not None and not args.offload_chunk_mb > 0:
-        raise GrassError(f"--offload-chunk-mb must be positive, got {args.offload_chunk_mb}")
+        raise GrassError(f"--offload-chunk-mb must be positive or none, got {args.offload_chunk_mb:g}")
     if args.method == "all":
         rows = predict_all(args.model, **kw)
     elif args.method in METHODS:
@@ -77,6 +90,7 @@ def format_table(rows: list[Prediction]) -> str:
         lines.append(f"{label:<18}{_count(r.trainable_params):>11}" + "".join(f"{v / GIB:>11.2f}" for v in vals))
     notes = [f"  {r.label}: probe phase (all blocks trainable) sets the activation peak" for r in rows
              if r.details.get("activation_parts", {}).get("phase") == "probe"]
+    notes += [offload_note(r) for r in rows if "offload" in r.details and r.device != "cpu"]
     lines.append("grads / optimizer: peak over update steps (exact, as byte_accounting records); activations: "
                  "analytic estimate; total = weights + grads + optim dev + activations" + ("\n" + "\n".join(notes)
                                                                                           if notes else ""))
@@ -88,3 +102,17 @@ def _count(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.2f}{unit}"
     return str(n)
+
+
+def offload_note(r: Prediction) -> str:
+    """One line on an offloading row: device-resident state in decoder layers, copies per step."""
+    o = r.details["offload"]
+    mode = "whole layers" if o["chunk_mb"] is None else f"chunks <= {o['chunk_mb']:g} MiB"
+    state = "fp32 moments + masters" if o["fp32_state"] else "state in the weights' dtype"
+    moved = o["h2d_per_step"]
+    line = (f"  {r.label}: {mode}, {state}; optimizer state on device = {o['device_state_in_layers']:.2f} "
+            f"decoder layers' state ({o['slots']} slots); copies per update step {moved / GIB:.2f} GiB each way "
+            f"({moved / (PCIE_GBPS * 1e9) * 1e3:.0f} ms per direction at {PCIE_GBPS:g} GB/s)")
+    if o["switch_max"]:
+        line += f", up to {o['switch_max'] / GIB:.2f} GiB each way at a layer switch"
+    return line

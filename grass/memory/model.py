@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from grass.errors import GrassError
 from grass.memory.activations import activation_bytes
 from grass.models.configs import resolve_config
+from grass.optim.offload_state import DEFAULT_CHUNK_MB, DEFAULT_FP32_STATE
 
 GIB = 1024 ** 3
 METHODS = ("full", "lora", "dora", "lisa", "grass")
@@ -183,33 +184,76 @@ def _adamw(sizes: list[tuple[int, int]], device: str) -> tuple[int, int]:
 
 
 def _offload(units: list[tuple[list[Tensor], bool]], w: int, device: str, offload_embeddings: bool,
-             chunk_mb: float | None = None, fp32_state: bool = True) -> tuple[int, int]:
-    """:class:`grass.optim.offload.LayerwiseOffloadAdamW` state: ``(device, host)`` bytes.
+             chunk_mb: float | None = DEFAULT_CHUNK_MB, fp32_state: bool = DEFAULT_FP32_STATE,
+             gamma: int = 2, overlap: str = "step") -> dict:
+    """:class:`grass.optim.offload.LayerwiseOffloadAdamW` state and its copies per step.
 
     Every unit owns ``2N + M`` fp32 (M = N for bf16 weights: the fp32 master copy), allocated at
     construction; ``fp32_state=False``: ``2N`` in the weights' dtype. Steps are 4 bytes per tensor
     in host memory. CPU: nothing is offloaded, all counts as device. CUDA: staged units live in
     pinned host memory and pass through two staging slots sized to the largest layer plus one
-    slot per embeddings/head unit; with ``chunk_mb``, through two slots of one chunk (at most that
-    many MiB) each.
+    slot per embeddings/head unit; with ``chunk_mb``, through two slots of one chunk each, a
+    chunk being at most ``chunk_mb`` MiB and at most one layer's state (the engine's clamp).
+
+    Returns:
+        ``{"device", "host"}`` bytes, ``"layer_state"`` (one decoder layer's state bytes),
+        ``"slots"``, and the steady-state copies of an update step without a layer switch,
+        ``"h2d_per_step"`` / ``"d2h_per_step"`` (bytes, a mean over two steps; see
+        :func:`_steady_traffic`) and ``"switch_max"`` (whole layers: the most one switch moves
+        each way; chunked: 0, since every step streams anyway).
     """
     from grass.optim.offload_staging import slot_capacities  # the engine's own rule
 
     # state bytes per parameter element: fp32 moments (+ fp32 master of bf16 weights), or two
     # moments in the weights' dtype
     per = (2 * F32 + (F32 if w != F32 else 0)) if fp32_state else 2 * w
-    chunk = None if chunk_mb is None else max(1, int(chunk_mb * 2**20) // per)
     sizes = [(sum(t.numel for t in ts), emb, len(ts)) for ts, emb in units]  # elements
+    layer = max((z for z, emb, _ in sizes if not emb), default=0)
+    chunk = None if chunk_mb is None else max(1, int(chunk_mb * 2**20) // per)
+    if chunk is not None and layer:
+        chunk = min(chunk, layer)
     steps = F32 * sum(n for _, _, n in sizes)
     total = per * sum(z for z, _, _ in sizes)
+    out = {"layer_state": per * layer, "slots": 0, "h2d_per_step": 0, "d2h_per_step": 0, "switch_max": 0}
     if device == "cpu":
-        return total + steps, 0
+        return out | {"device": total + steps, "host": 0}
     staged = [(z, emb) for z, emb, _ in sizes if offload_embeddings or not emb]
     resident = per * sum(z for z, emb, _ in sizes if not (offload_embeddings or not emb))
     # a slot holds a whole unit, or its largest chunk: min(chunk, unit) elements
     live = [(z if chunk is None else min(chunk, z), emb) for z, emb in staged if z > 0]
     caps = slot_capacities(live, chunked=chunk is not None)
-    return per * sum(caps) + resident, per * sum(z for z, _ in staged) + steps
+    # The update sequence of one step through the two shared slots: the active units' chunks in
+    # forward order (whole units: the active layers only; embeddings/head have slots of their own).
+    seq, n_layers = [], 0
+    for z, emb in staged:
+        if z == 0 or (not emb and n_layers >= gamma):
+            continue
+        n_layers += not emb
+        if chunk is None:
+            seq += [] if emb else [z]
+        else:
+            seq += [chunk] * (z // chunk) + ([z % chunk] if z % chunk else [])
+    moved = round(per * _steady_traffic(seq, overlap))
+    return out | {"device": per * sum(caps) + resident, "host": per * sum(z for z, _ in staged) + steps,
+                  "slots": len(caps), "h2d_per_step": moved, "d2h_per_step": moved,
+                  "switch_max": per * gamma * layer if chunk is None else 0}
+
+
+def _steady_traffic(seq: list[int], overlap: str) -> float:
+    """Elements copied each way per step by a sequence of chunks through two slots.
+
+    With three chunks or more every chunk is loaded and written back once per step, except what
+    the slots carry over: ``step()`` alternates the order, so one step's last two chunks start
+    the next and are never copied; over two steps the first two and the last two are each saved
+    once, hence ``S - (first two + last two) / 2`` per step (exact over an even number of steps).
+    With ``overlap=backward`` the order is backward's, the same every step: nothing carries over.
+    Two chunks or fewer stay in the slots: nothing moves.
+    """
+    if len(seq) <= 2:
+        return 0
+    if overlap == "backward":
+        return sum(seq)
+    return sum(seq) - (seq[0] + seq[1] + seq[-2] + seq[-1]) / 2
 
 
 # ------------------------------------------------------------------------------------- prediction
@@ -262,8 +306,8 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             grad_ckpt: bool = False, n_active_layers: int = 2, state_policy: str | None = None,
             offload: bool | None = None, device: str = "cuda", lora_rank: int = 8, lora_dropout: float = 0.05,
             train_embeddings: bool = True, train_head: bool = True, visited_layers: int | None = None,
-            offload_embeddings: bool = True, offload_chunk_mb: float | None = None,
-            offload_fp32_state: bool = True, padded: bool = True,
+            offload_embeddings: bool = True, offload_chunk_mb: float | None = DEFAULT_CHUNK_MB,
+            offload_fp32_state: bool = DEFAULT_FP32_STATE, overlap: str = "step", padded: bool = True,
             cache_dir: str | None = None) -> Prediction:
     """Predict the memory of fine-tuning ``model`` with ``method`` (no weights are loaded).
 
@@ -283,8 +327,11 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         visited_layers: for ``keep``, how many distinct layers were ever active (default: all, the
             worst case the state grows to).
         offload_embeddings: the offload engine streams embeddings/head state too.
-        offload_chunk_mb: the offload engine streams state in chunks of this many MiB (None: whole units).
-        offload_fp32_state: the offload engine keeps fp32 moments + masters (False: the weights' dtype).
+        offload_chunk_mb: the offload engine streams state in chunks of at most this many MiB and
+            one decoder layer's state (None: whole units); default: the configs' default (64).
+        offload_fp32_state: the offload engine keeps fp32 moments + masters (False, the default:
+            the weights' dtype).
+        overlap: the offload engine's ``step`` or ``backward`` (only the copies per step differ).
 
     Raises:
         GrassError: unknown method / precision / policy, or gamma out of range.
@@ -338,7 +385,11 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         if policy == "offload":
             units = ([(P["embed"], True)] if train_embeddings else []) + [(P["layer"], False)] * L
             units += [(P["head"], True)] if train_head else []
-            opt = _offload(units, w, device, offload_embeddings, offload_chunk_mb, offload_fp32_state)
+            plan = _offload(units, w, device, offload_embeddings, offload_chunk_mb, offload_fp32_state, gamma,
+                            overlap)
+            opt = (plan.pop("device"), plan.pop("host"))
+            details["offload"] = plan | {"chunk_mb": offload_chunk_mb, "fp32_state": offload_fp32_state,
+                                         "device_state_in_layers": opt[0] / plan["layer_state"]}
         else:
             n_state = gamma if policy == "reset" else min(L, max(gamma, visited_layers or L))
             opt = _adamw([(t.numel, w) for t in always] + layer_sz * n_state, device)

@@ -12,34 +12,37 @@ both ``grass`` and ``lisa``. It is a drop-in ``torch.optim.Optimizer``:
   ``decoupled_weight_decay=True``), per-parameter step counts, parameters whose ``.grad`` is None
   untouched; bf16/fp16 parameters are updated through an fp32 master copy kept with the state
   (``fp32_state=False``: bf16 moments and no master, torch AdamW's numerics on bf16 weights);
-* on CUDA, ``step()`` prefetches unit i+1's state on a side stream while unit i updates, ordered
-  by events only (:mod:`grass.optim.offload_staging`); the staging slots are a write-back cache,
-  so a unit's state goes back to host memory when its slot is needed for another unit (a layer
-  switch) or on :meth:`LayerwiseOffloadAdamW.flush`, and steps between switches copy nothing
-  while the active layers fit in the two slots;
+* on CUDA, ``step()`` prefetches chunk i+1's state on a side stream while chunk i updates,
+  ordered by events only (:mod:`grass.optim.offload_staging`). The staging slots are a write-back
+  cache: a chunk's state goes back to host memory when its slot is needed for another chunk, or
+  on :meth:`LayerwiseOffloadAdamW.flush`. ``chunk_mb`` (GRASS's default, 64) streams every unit
+  in chunks of at most one decoder layer through two slots, so at most two layers' state is on
+  the device, and ``step()`` alternates the unit order so the two chunks left in the slots by
+  one step start the next; without it whole units are cached (two layer slots plus one per
+  embeddings/head unit) and steps between layer switches copy nothing;
 * ``overlap="backward"`` (beyond the paper) updates each unit from
-  ``register_post_accumulate_grad_hook`` as soon as its gradients are complete;
+  ``register_post_accumulate_grad_hook`` as soon as its gradients are complete
+  (:mod:`grass.optim.offload_overlap`);
 * on a CPU-only machine nothing is offloaded: the state is used in place, same numbers.
 """
 from __future__ import annotations
 
-import copy
-import functools
 import logging
 
 import torch
 from torch.optim.adam import adam as _functional_adam
 
 from grass.errors import ConfigError
+from grass.optim.host_memory import CopyFence
+from grass.optim.offload_checkpoint import load_into, state_dict_of
+from grass.optim.offload_overlap import BackwardOverlap, check_overlap
 from grass.optim.offload_staging import StagingPipeline
 from grass.optim.offload_state import Chunk, UnitStore, validate_units
 
 log = logging.getLogger(__name__)
 
-OVERLAPS = ("step", "backward")
 
-
-class LayerwiseOffloadAdamW(torch.optim.Optimizer):
+class LayerwiseOffloadAdamW(BackwardOverlap, torch.optim.Optimizer):
     """AdamW whose per-unit state lives in pinned host memory and streams through the device.
 
     Args:
@@ -55,10 +58,14 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             backward; call :meth:`attach_backward_hooks`).
         embedding_units: names of the embeddings/head units.
         grad_accum, max_grad_norm: the training loop's settings, checked against ``overlap``.
-        chunk_mb: stream offloaded state in chunks of at most this many MiB (two chunks on the
-            device at once, however large a layer or the embeddings are; every step then moves
-            its units' state both ways). None: whole units, and the slots act as a write-back
-            cache (state moves only at layer switches while the active layers fit in two slots).
+        chunk_mb: stream offloaded state in chunks of at most this many MiB and at most one
+            decoder layer's state (the largest unit not in ``embedding_units``): two chunks on
+            the device at once, so device-resident state never exceeds two layers' state,
+            however large the embeddings are; every step then moves its units' state both ways,
+            less the two chunks that stay in the slots from one step to the next (``step()``
+            alternates the unit order to reuse them). None: whole units, and the slots act as a
+            write-back cache (state moves only at layer switches while the active layers fit in
+            two slots) plus one slot per embeddings/head unit.
         fp32_state: fp32 moments and fp32 master weights for bf16/fp16 parameters (12 B per
             parameter); False: moments in the parameters' dtype, no master, i.e. exactly
             ``torch.optim.AdamW`` on the parameters as they are (4 B per bf16 parameter).
@@ -71,6 +78,9 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
         ``self.state[p]`` holds views of the HOST copy of the state, for introspection; call
         :meth:`flush` first when offloading, since the slots on the device may hold newer state.
         :meth:`state_dict` flushes by itself.
+
+        The backward hooks hold the optimizer by a weak reference and are removed when it is
+        collected, so a discarded optimizer never keeps updating the model.
 
         The fp32 master of a bf16 parameter is taken from the parameter at its first update and
         is authoritative after that; to change such weights later, restore the optimizer state
@@ -89,7 +99,7 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
                  overlap: str = "step", embedding_units: tuple[str, ...] = ("embed", "head"),
                  grad_accum: int = 1, max_grad_norm: float = 0.0, foreach: bool | None = None,
                  chunk_mb: float | None = None, fp32_state: bool = True, _simulate_offload: bool = False):
-        _check_overlap(overlap, grad_accum, max_grad_norm)
+        check_overlap(overlap, grad_accum, max_grad_norm)
         if chunk_mb is not None and not chunk_mb > 0:
             raise ConfigError(f"method.offload_chunk_mb must be positive or null, got {chunk_mb}")
         if not 0.0 <= float(lr) or not 0.0 <= eps or not all(0.0 <= b < 1.0 for b in betas) or weight_decay < 0:
@@ -107,6 +117,11 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
         mode = "cuda" if cuda else ("simulate" if _simulate_offload else None)
         self.offloading: bool = mode is not None
         self._foreach = cuda if foreach is None else foreach
+        copy_stream = torch.cuda.Stream(dev) if cuda else None
+        fence = CopyFence(copy_stream)  # pinned buffers wait on it before they are released
+        # a chunk never holds more than one decoder layer: two slots <= two layers' state
+        layer_numel = max((sum(p.numel() for p in ps) for name, ps in units if name not in self.embedding_units),
+                          default=0)
         self._stores: list[UnitStore] = []
         for name, ps in units:
             is_emb = name in self.embedding_units
@@ -115,15 +130,16 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             chunk_bytes = int(chunk_mb * 2**20) if (chunk_mb is not None and staged) else None
             self._stores.append(UnitStore.build(name, ps, home_device=home, pin=cuda and staged,
                                                 staged=staged, is_embedding=is_emb, chunk_bytes=chunk_bytes,
-                                                fp32_state=fp32_state))
+                                                max_chunk_numel=layer_numel or None, fp32_state=fp32_state,
+                                                fence=fence))
         self.chunk_mb = chunk_mb
         self._pipe = StagingPipeline([c for s in self._stores for c in s.chunks], dev, mode,
-                                     chunked=chunk_mb is not None)
+                                     chunked=chunk_mb is not None, copy_stream=copy_stream)
         for s in self._stores:  # torch-style per-parameter views of the home state, for introspection
             for j, (p, a, b2, w) in enumerate(zip(s.params, *s.home_views)):
                 self.state[p] = {"step": s.step_views[j], "exp_avg": a, "exp_avg_sq": b2,
                                  **({"master": w} if w is not None else {})}
-        self._hooks: list = []
+        self._hooks: list = []  # the same list for the object's life (a finalizer removes them)
         self._ready: list[set[int]] = [set() for _ in self._stores]
         self._done: set[int] = set()
         # Test hook: called on the compute stream right before each unit's update (the GPU race
@@ -182,12 +198,13 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
         return {"h2d": self._pipe.bytes_h2d, "d2h": self._pipe.bytes_d2h}
 
     # ------------------------------------------------------------------ update
-    def _update_unit(self, store: UnitStore, next_chunk: Chunk | None) -> list[int]:
+    def _update_unit(self, store: UnitStore, next_chunk: Chunk | None, reverse: bool = False) -> list[int]:
         """Run AdamW on ``store``'s parameters that have a gradient, chunk by chunk.
 
         Args:
             store: the unit.
             next_chunk: what to prefetch while the unit's last chunk updates.
+            reverse: go through the unit's chunks last to first.
 
         Returns:
             Indices of the parameters updated.
@@ -197,7 +214,7 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             return idx
         if any(store.params[j].grad.is_sparse for j in idx):  # before any kernel touches a slot
             raise RuntimeError("LayerwiseOffloadAdamW does not support sparse gradients")
-        todo = [c for c in store.chunks if c.has_grad()]
+        todo = _grad_chunks(store, reverse)
         whole = len(store.chunks) == 1
         self._pipe.begin()
         for k, chunk in enumerate(todo):
@@ -263,142 +280,48 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
         # With overlap="backward" the units finished during backward have no grads left; what
         # remains (unused parameters, hooks not attached) is done here.
         todo = [s for s in self._stores if any(p.grad is not None for p in s.params)]
+        # The slots still hold the last chunks of the previous step. When more of them sit at the
+        # end of this step's sequence than at its start, go through it backwards: they are used
+        # again without a copy (AdamW is per element: the order never changes a number).
+        reverse = self._reuse_from_end(todo)
+        if reverse:
+            todo.reverse()
         for k, s in enumerate(todo):
-            nxt = next((c for c in todo[k + 1].chunks if c.has_grad()), None) if k + 1 < len(todo) else None
-            self._update_unit(s, nxt)
+            nxt = _grad_chunks(todo[k + 1], reverse)[0] if k + 1 < len(todo) else None
+            self._update_unit(s, nxt, reverse)
         self._pipe.finish()
         self._ready = [set() for _ in self._stores]
         self._done = set()
         return loss
 
-    # ------------------------------------------------------------------ overlap="backward"
-    def attach_backward_hooks(self) -> list:
-        """Register post-accumulate-grad hooks that update each unit as soon as it is complete.
-
-        A unit is complete when every parameter of it that requires grad has had its gradient
-        accumulated; it is updated at once and its gradients are freed (``p.grad = None``), so
-        they never all exist together. ``step()`` then only finishes outstanding work. Hooks
-        registered earlier (e.g. importance measurement) run first. Idempotent.
-
-        Returns:
-            The hook handles (also kept; see :meth:`detach_backward_hooks`).
-
-        Raises:
-            ConfigError: when the optimizer was built with ``overlap="step"``.
-        """
-        if self.overlap != "backward":
-            raise ConfigError("attach_backward_hooks() needs method.overlap=backward")
-        if not self._hooks:
-            for ui, s in enumerate(self._stores):
-                for j, p in enumerate(s.params):
-                    self._hooks.append(p.register_post_accumulate_grad_hook(
-                        functools.partial(self._on_grad_ready, ui, j)))
-        return self._hooks
-
-    def detach_backward_hooks(self) -> None:
-        """Remove the hooks of :meth:`attach_backward_hooks` (e.g. around a probing phase)."""
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
-
-    def _on_grad_ready(self, ui: int, j: int, p: torch.Tensor) -> None:
-        if p.grad is None or ui in self._done:
-            return  # an earlier hook consumed the gradient, or the unit is already updated
-        self._ready[ui].add(j)
-        s = self._stores[ui]
-        if all(k in self._ready[ui] for k, q in enumerate(s.params) if q.requires_grad):
-            with torch.no_grad():
-                updated = self._update_unit(s, self._predict_next(ui))
-            for k in updated:
-                s.params[k].grad = None
-            self._done.add(ui)
-
-    def _predict_next(self, ui: int) -> Chunk | None:
-        # Backward runs from the head down, so the next unit to complete is the nearest earlier
-        # one with trainable parameters; a wrong guess costs one copy, never correctness.
-        for k in range(ui - 1, -1, -1):
-            if k not in self._done:
-                first = next((c for c in self._stores[k].chunks if c.trainable()), None)
-                if first is not None:
-                    return first
-        return None
+    def _reuse_from_end(self, todo: list[UnitStore]) -> bool:
+        seq = [c for s in todo for c in _grad_chunks(s, False)]
+        held = [self._pipe.holds(c) for c in seq]
+        prefix = next((k for k, h in enumerate(held) if not h), len(held))
+        suffix = next((k for k, h in enumerate(reversed(held)) if not h), len(held))
+        return suffix > prefix
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict:
-        """All state, on CPU, in torch's layout plus the unit names.
-
-        Returns:
-            ``{"state": {i: {"step", "exp_avg", "exp_avg_sq"[, "master"]}}, "param_groups": [...],
-            "units": [(name, n_params), ...]}``; ``i`` numbers parameters across units in order;
-            parameters never updated have no entry (as in torch).
-        """
+        """All state, on CPU, in torch's layout plus the unit names (see
+        :func:`grass.optim.offload_checkpoint.state_dict_of`). Flushes the staging slots first."""
         self.flush()
-        state, i = {}, 0
-        for s in self._stores:
-            ea, eas, ms = s.home_views
-            for j in range(len(s.params)):
-                if s.steps[j].item() > 0:
-                    entry = {"step": s.steps[j].clone(), "exp_avg": ea[j].to("cpu", copy=True),
-                             "exp_avg_sq": eas[j].to("cpu", copy=True)}
-                    if ms[j] is not None:
-                        entry["master"] = ms[j].to("cpu", copy=True)
-                    state[i] = entry
-                i += 1
-        group = {k: copy.deepcopy(v) for k, v in self.param_groups[0].items() if k != "params"}
-        group["params"] = list(range(i))
-        return {"state": state, "param_groups": [group], "units": [(s.name, len(s.params)) for s in self._stores]}
+        return state_dict_of(self._stores, self.param_groups[0])
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore :meth:`state_dict` output into this optimizer (same units, same shapes).
-
-        Args:
-            state_dict: as returned by :meth:`state_dict`.
+        """Restore a :meth:`state_dict`, or a ``torch.optim.AdamW`` state dict over the same
+        parameters in the same order (see :func:`grass.optim.offload_checkpoint.load_into`:
+        entries without an fp32 master take it from the parameters' current weights, so load the
+        model weights first, as a resume does).
 
         Raises:
             ValueError: the units, parameter count or a shape differ.
         """
-        units = [(s.name, len(s.params)) for s in self._stores]
-        saved_units = [tuple(u) for u in state_dict.get("units", units)]
-        if saved_units != units:
-            raise ValueError(f"optimizer state was saved for units {saved_units}, this optimizer has {units}")
-        params = [p for s in self._stores for p in s.params]
-        (saved_group,) = state_dict["param_groups"]
-        if len(saved_group["params"]) != len(params):
-            raise ValueError(f"saved state has {len(saved_group['params'])} parameters, optimizer has {len(params)}")
         self._pipe.invalidate()  # waits for pending copies; slots no longer mirror host state
-        saved, i = state_dict["state"], 0
-        for s in self._stores:
-            s.home.zero_()
-            s.steps.zero_()
-            ea, eas, ms = s.home_views
-            for j, p in enumerate(s.params):
-                entry = saved.get(i, saved.get(str(i)))
-                i += 1
-                if entry is None:
-                    continue
-                if tuple(entry["exp_avg"].shape) != tuple(p.shape):
-                    raise ValueError(f"unit {s.name!r} parameter {j}: saved shape {tuple(entry['exp_avg'].shape)} "
-                                     f"!= {tuple(p.shape)}")
-                s.steps[j] = entry["step"]
-                ea[j].copy_(entry["exp_avg"])
-                eas[j].copy_(entry["exp_avg_sq"])
-                if ms[j] is not None and "master" in entry:
-                    ms[j].copy_(entry["master"])
-        self.param_groups[0].update({k: copy.deepcopy(v) for k, v in saved_group.items() if k != "params"})
+        load_into(self._stores, self.param_groups[0], state_dict)
 
 
-def _check_overlap(overlap: str, grad_accum: int, max_grad_norm: float) -> None:
-    """Reject option combinations that ``overlap`` cannot honour (DESIGN section 3: fail early).
-
-    Raises:
-        ConfigError: with the setting to change.
-    """
-    if overlap not in OVERLAPS:
-        raise ConfigError(f"unknown method.overlap={overlap!r}; valid: {', '.join(OVERLAPS)}")
-    if overlap == "backward" and grad_accum > 1:
-        raise ConfigError("overlap=backward updates each layer during backward, so it cannot accumulate "
-                          f"gradients (train.grad_accum={grad_accum}); set train.grad_accum=1 or method.overlap=step")
-    if overlap == "backward" and max_grad_norm > 0:
-        raise ConfigError("overlap=backward updates each layer during backward, but global-norm clipping needs "
-                          f"every gradient first (train.max_grad_norm={max_grad_norm}); set train.max_grad_norm=0 "
-                          "or method.overlap=step")
+def _grad_chunks(store: UnitStore, reverse: bool) -> list[Chunk]:
+    """The unit's chunks that have a gradient now, in update order."""
+    todo = [c for c in store.chunks if c.has_grad()]
+    return todo[::-1] if reverse else todo

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from grass.errors import ConfigError
 from grass.optim.offload_state import Chunk
 
 
@@ -73,12 +74,15 @@ class StagingPipeline:
         mode: ``"cuda"`` (streams and events), ``"simulate"`` (CPU slots with synchronous
             copies, used by the CPU tests to exercise the slot logic) or ``None`` (nothing staged).
         chunked: the units are streamed in chunks (slot sizes: :func:`slot_capacities`).
+        copy_stream: the side stream for the copies (CUDA; default: a new one). The engine
+            creates it first, so that its pinned host buffers can wait on it before release.
 
     Attributes:
         bytes_h2d, bytes_d2h: state bytes copied host->device and device->host so far.
     """
 
-    def __init__(self, stores: list[Chunk], device: torch.device, mode: str | None, chunked: bool = False):
+    def __init__(self, stores: list[Chunk], device: torch.device, mode: str | None, chunked: bool = False,
+                 copy_stream=None):
         self.device, self.mode = device, mode
         self.cuda = mode == "cuda"
         self.slots: list[_Slot] = []
@@ -86,14 +90,14 @@ class StagingPipeline:
         self._clock = 0
         self.bytes_h2d = 0
         self.bytes_d2h = 0
-        self.copy_stream = torch.cuda.Stream(device) if self.cuda else None
+        self.copy_stream = (copy_stream or torch.cuda.Stream(device)) if self.cuda else None
         staged = [s for s in stores if s.staged and s.size > 0]
         if not staged or mode is None:
             return
         dtypes = {s.unit.home.dtype for s in staged}
         if len(dtypes) > 1:
-            raise ValueError(f"offloaded units keep state in several dtypes {sorted(map(str, dtypes))}; the staging "
-                             "slots need one (use fp32 state, or give every unit the same parameter dtype)")
+            raise ConfigError(f"offloaded units keep state in several dtypes {sorted(map(str, dtypes))} (the model "
+                              "mixes parameter dtypes); the staging slots need one: set method.offload_fp32_state=true")
         dtype = dtypes.pop()
         caps = slot_capacities([(s.size, s.is_embedding) for s in staged], chunked)
         slot_device = device if self.cuda else torch.device("cpu")
@@ -116,6 +120,10 @@ class StagingPipeline:
     def units_on_device(self) -> list[str]:
         """Names of the staged chunks whose state currently sits in a slot."""
         return [s.unit.name for s in self.slots if s.unit is not None]
+
+    def holds(self, chunk: Chunk | None) -> bool:
+        """Whether ``chunk``'s state sits in a slot now (the next use of it copies nothing)."""
+        return chunk is not None and self._find(chunk) is not None
 
     def begin(self) -> None:
         """Open a step: the copy stream first waits for all compute issued so far (race 3)."""

@@ -6,18 +6,26 @@
   fp32 by default; with ``fp32_state=False`` the state of bf16 weights is bf16 and has no master
   (torch AdamW's numerics on bf16 weights, a third of the bytes). Per-parameter step counts live
   in a small CPU tensor, as in ``torch.optim.AdamW``. Offloaded buffers are page-locked at their
-  exact size (:func:`pinned_zeros`).
+  exact size (:func:`grass.optim.host_memory.pinned_zeros`).
 * :class:`Chunk` -- a contiguous element range of a unit: what one staging slot holds and
   :mod:`grass.optim.offload_staging` moves (the whole unit unless the engine is chunked).
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 
 import torch
 
+from grass.errors import ConfigError
+from grass.optim.host_memory import CopyFence, pinned_zeros
+
 LOW_PRECISION = (torch.bfloat16, torch.float16)
+# What the layer-wise configs and the memory planner default to (docs/offload.md, "Defaults"):
+# 64 MiB chunks (clamped to one decoder layer's state by the engine) keep the device-resident
+# state at most two layers' whatever the model; state in the weights' dtype is LISA's numerics
+# at a third of the bytes of fp32 moments + masters.
+DEFAULT_CHUNK_MB = 64.0
+DEFAULT_FP32_STATE = False
 
 
 @dataclass
@@ -61,7 +69,8 @@ class UnitStore:
     @classmethod
     def build(cls, name: str, params: list[torch.nn.Parameter], *, home_device: torch.device,
               pin: bool, staged: bool, is_embedding: bool, chunk_bytes: int | None = None,
-              fp32_state: bool = True) -> "UnitStore":
+              max_chunk_numel: int | None = None, fp32_state: bool = True,
+              fence: CopyFence | None = None) -> "UnitStore":
         """Lay out and allocate (once) the flat state of one unit.
 
         Args:
@@ -73,8 +82,11 @@ class UnitStore:
             is_embedding: whether the unit is an embeddings/head unit.
             chunk_bytes: stream the unit in chunks of at most this many bytes of state (AdamW is
                 elementwise, so a chunk may end inside a parameter); None = one chunk.
+            max_chunk_numel: chunks hold at most this many parameter elements (the engine passes
+                a decoder layer's size, so a chunk never outgrows one layer's state).
             fp32_state: fp32 moments (+ fp32 masters of bf16/fp16 weights); False: moments in
                 the parameters' dtype and no master (the unit's parameters must share a dtype).
+            fence: the copy stream's fence a pinned ``home`` waits on before it is released.
 
         Returns:
             The store, zero-initialised (zero moments and steps, as torch's lazy state init).
@@ -83,8 +95,8 @@ class UnitStore:
         state_dtype = torch.float32
         if not fp32_state and dtypes:
             if len(dtypes) > 1:
-                raise ValueError(f"unit {name!r} mixes parameter dtypes {sorted(map(str, dtypes))}; state in the "
-                                 "parameters' dtype needs one dtype per unit (use fp32 state)")
+                raise ConfigError(f"unit {name!r} mixes parameter dtypes {sorted(map(str, dtypes))}; state in the "
+                                  "parameters' dtype needs one dtype per unit: set method.offload_fp32_state=true")
             state_dtype = dtypes.pop()
         offsets, master_offsets, n, m = [], [], 0, 0
         for p in params:
@@ -96,7 +108,7 @@ class UnitStore:
             else:
                 master_offsets.append(None)
         if pin and home_device.type == "cpu":
-            home = pinned_zeros(2 * n + m, state_dtype)
+            home = pinned_zeros(2 * n + m, state_dtype, fence)
         else:
             home = torch.zeros(2 * n + m, dtype=state_dtype, device=home_device)
         steps = torch.zeros(len(params), dtype=torch.float32)
@@ -105,6 +117,8 @@ class UnitStore:
         store.home_views = store.views(home)
         per_elem = (3 if m else 2) * home.element_size()
         chunk_numel = None if chunk_bytes is None else max(1, chunk_bytes // per_elem)
+        if chunk_numel is not None and max_chunk_numel:
+            chunk_numel = min(chunk_numel, max_chunk_numel)
         store.chunks = _split(store, chunk_numel)
         return store
 
@@ -240,31 +254,6 @@ def _split(unit: UnitStore, chunk_numel: int | None) -> list[Chunk]:
         m_start = m_start or 0
         chunks.append(Chunk(unit, name, pieces, a, b, m_start, m_end if m_end is not None else m_start))
     return chunks
-
-
-def pinned_zeros(numel: int, dtype: torch.dtype) -> torch.Tensor:
-    """A zeroed host tensor in page-locked memory of exactly its size.
-
-    ``torch.zeros(..., pin_memory=True)`` goes through torch's caching host allocator, which
-    rounds every block up to a power of two (pytorch/pytorch#171662): a 2.4 GB LLaMA2-7B layer
-    would pin 4 GiB. So plain host memory is registered with ``cudaHostRegister`` instead (and
-    unregistered when the tensor is collected); if that call fails, the caching allocator is used.
-    """
-    t = torch.zeros(numel, dtype=dtype)
-    nbytes = t.numel() * t.element_size()
-    if nbytes == 0:
-        return t
-    try:
-        cudart = torch.cuda.cudart()
-        err = cudart.cudaHostRegister(t.data_ptr(), nbytes, 0)
-    except (AssertionError, AttributeError, RuntimeError):  # no CUDA runtime bindings
-        err = -1
-    if int(err) != 0:
-        return torch.zeros(numel, dtype=dtype, pin_memory=True)
-    # Runs when the tensor object is collected, before its memory is freed (views keep the
-    # storage alive, never the registration: a copy from it is then merely synchronous).
-    weakref.finalize(t, cudart.cudaHostUnregister, t.data_ptr())
-    return t
 
 
 def validate_units(units, device) -> tuple[list[tuple[str, list[torch.nn.Parameter]]], torch.device]:

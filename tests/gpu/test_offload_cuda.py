@@ -359,11 +359,16 @@ def test_chunked_streaming_two_chunks_on_device_and_same_numbers(dtype):
     assert_matches(opt, m, ref)
 
 
-@pytest.mark.parametrize("chunk_mb", [None, 0.25], ids=["whole", "chunked"])
+@pytest.mark.parametrize("chunk_mb", [None, 0.25, 64.0], ids=["whole", "chunked", "default64"])
 def test_bf16_state_matches_torch_adamw_on_bf16_weights(chunk_mb):
-    """fp32_state=False: bf16 moments, no master; the same as torch AdamW on the bf16 weights."""
+    """fp32_state=False: bf16 moments, no master; the same as torch AdamW on the bf16 weights.
+    64 MiB (GRASS's default) is clamped to one layer's state: two layer-sized slots on the device,
+    the larger embeddings and head streamed through them in layer-sized chunks."""
     m, twin = make_model(torch.bfloat16), make_model(torch.bfloat16)
     opt = LayerwiseOffloadAdamW(units_of(m), **HP, fp32_state=False, chunk_mb=chunk_mb)
+    if chunk_mb == 64.0:
+        layer_state = 2 * 2 * sum(p.numel() for p in m.layers[0].parameters())  # two bf16 moments
+        assert opt.state_bytes()["device"] == 2 * layer_state
     ref = torch.optim.AdamW(twin.parameters(), **HP, foreach=True)
     opt._before_update_hook = lambda name: torch.cuda._sleep(SLEEP_CYCLES // 10)
     for t in range(6):

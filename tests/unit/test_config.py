@@ -66,7 +66,16 @@ def test_run_ids_recorded_by_earlier_versions_still_match():
     # Ids of finished runs from before model.init existed: a new field at its default must not
     # change them (a grid launched again would re-run everything).
     assert run_id(load_config(None, ["method.name=lisa"])) == "lisa-531ccd22d4"
-    assert run_id(load_config(None, ["method.name=grass", "model.name=smollm2-135m"])) == "grass-2e1c64d061"
+    # GRASS's offload defaults changed (issue 15: 64 MiB chunks, state in the weights' dtype): a
+    # default run is a new run; the old settings, spelled out, find the old finished run; runs
+    # whose optimizer state is not offloaded keep their id (the offload fields do not act there).
+    old_grass = ["method.name=grass", "model.name=smollm2-135m"]
+    assert run_id(load_config(None, old_grass)) != "grass-2e1c64d061"
+    assert run_id(load_config(None, old_grass + ["method.offload_chunk_mb=null", "method.offload_fp32_state=true"])) \
+        == "grass-2e1c64d061"
+    reset = run_id(load_config(None, old_grass + ["method.state_policy=reset"]))
+    assert reset == "grass-e150f3bc41"  # recorded before the change
+    assert run_id(load_config(None, old_grass + ["method.state_policy=reset", "method.offload_chunk_mb=8"])) == reset
     assert run_id(load_config(None, ["method.name=lisa", "model.init=random"])) != "lisa-531ccd22d4"
     with pytest.raises(ConfigError, match="model.init must be one of pretrained, random"):
         load_config(None, ["model.init=zeros"])
