@@ -67,6 +67,8 @@ class TrainConfig:
     precision: str = _f("fp32", "fp32 | bf16 (autocast)")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    parallel: str = _f("ddp", "with several processes (torchrun, submitit tasks): ddp (replicas) | fsdp (FSDP2: "
+                       "parameters, gradients, optimizer state sharded over the processes)")
     log_every: int = _f(1, "write a metrics.jsonl line every N steps")
     checkpoint_every: int = _f(0, "save a resumable checkpoint every N steps; 0 = only on preemption")
     save_model: str = _f("none", "none | full (merged weights) | adapter (PEFT adapters only)")
@@ -115,7 +117,7 @@ _NOT_IN_RUN_ID = ("log",)
 # Fields added after runs were first recorded: left out of the run id while at their default, so
 # adding a field never changes the id (and so never re-runs) a finished run.
 _ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): None,
-                ("method", "offload_fp32_state"): True}
+                ("method", "offload_fp32_state"): True, ("train", "parallel"): "ddp"}
 
 
 def _schema_keys(cls: type) -> dict[str, Any]:
@@ -226,6 +228,7 @@ def validate(cfg: RunConfig) -> None:
     choices = {
         "train.precision": (t.precision, ("fp32", "bf16")),
         "train.save_model": (t.save_model, ("none", "full", "adapter")),
+        "train.parallel": (t.parallel, ("ddp", "fsdp")),
         "model.dtype": (cfg.model.dtype, ("float32", "bfloat16")),
         "model.init": (cfg.model.init, ("pretrained", "random")),
         "log.wandb": (cfg.log.wandb, ("offline", "online", "disabled")),

@@ -137,6 +137,8 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
     device = dist.device if dist is not None else resolve_device(cfg.train.device)
     # Everything that can fail because of the user's input fails here, before the run directory exists.
     check_run_data(cfg)
+    if dist is not None:
+        dist.configure(cfg)  # train.parallel (ddp | fsdp) and what it cannot run
     examples = _subset(load_train_examples(cfg.data), cfg.data.max_examples, cfg.seed)
     method_cls = get_method(cfg.method.name)
     seed_everything(cfg.seed)
@@ -178,10 +180,15 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     tc = cfg.train
     is_main = dist is None or dist.rank == 0
     world = dist.world_size if dist else 1
-    model.to(device)
+    sharded = dist is not None and dist.sharded
+    if not sharded:  # FSDP moves each unit to the device as it shards it: no full copy there
+        model.to(device)
     if tc.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = method.prepare(model)
+    if sharded:
+        dist.shard(model)  # new (DTensor) parameters: the optimizer is built over them
+        method.on_sharded(model)
     optimizer = method.build_optimizer(model)
     num_updates = max(1, tc.max_steps - method.num_probe_steps())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(num_updates, tc.warmup_ratio, tc.min_lr_ratio))
@@ -193,8 +200,9 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
 
     start_step = 0
     if ckpt.has_checkpoint(run_dir):
-        state = ckpt.load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method)
-        _check_same_world(run_dir, state.get("extra", {}).get("world_size", 1), world, "checkpointed")
+        _check_same_world(run_dir, ckpt.checkpoint_extra(run_dir).get("world_size", 1), world, "checkpointed")
+        state = ckpt.load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
+                                     dist=dist)
         start_step, stream.position = state["step"], state["data_position"]
         log.info("resumed %s at step %d", run_dir.name, start_step)
     metrics = MetricsWriter(run_dir, resume_step=start_step if start_step else None) if is_main else None
@@ -276,9 +284,10 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         stop = stop_requested is not None and stop_requested() and next_step < tc.max_steps
         if dist is not None and stop_requested is not None:
             stop = dist.any(stop)  # a signal seen by one rank stops all of them at the same step
-        if (save_now or stop) and is_main:
+        if (save_now or stop) and (is_main or sharded):  # FSDP: every rank writes its shards
             ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
-                                 step=next_step, data_position=stream.position, extra={"world_size": world})
+                                 step=next_step, data_position=stream.position, extra={"world_size": world},
+                                 dist=dist)
         if stop:
             if dist is not None:
                 dist.barrier()
@@ -293,6 +302,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         "status": "success", "error": None, "run_dir": str(run_dir),
         "train/final_loss": loss_value, "train/steps": tc.max_steps,
         "train/world_size": world, "train/global_batch": tc.batch_size * world * tc.grad_accum,
+        "train/parallel": (dist.parallel if dist is not None else None),
         "data/train_examples": len(examples), "data/examples_seen": dataset.num_seen,
         "data/truncated": dataset.num_truncated,
         "speed/tokens_per_s": speed.tokens_per_s, "speed/step_time_s_median": speed.median_step_s,
@@ -304,11 +314,19 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         "mem/peak_device_gib": (lambda b: None if b is None else b / GIB)(peak_device_bytes(device)),
         **{f"method/{k}": v for k, v in method.summary().items()},
     }
+    # A sharded model's forward needs every rank: under FSDP all ranks evaluate (and gather the
+    # model to save), in lockstep on the same items; rank 0 records.
+    evaluated = _evaluate(cfg, model, tokenizer, device) if (is_main or sharded) else {}
+    if sharded and tc.save_model != "none":
+        from grass.distributed.fsdp import save_full_model
+
+        save_full_model(model, run_dir / "model", dist)
     if is_main:
-        result.update(_evaluate(cfg, model, tokenizer, device))
+        result.update(evaluated)
         if tc.save_model != "none":
             out = run_dir / "model"
-            method.save_model(model, str(out), tc.save_model)
+            if not sharded:
+                method.save_model(model, str(out), tc.save_model)
             tokenizer.save_pretrained(out)
         result["provenance"] = provenance(device)
         metrics.close()

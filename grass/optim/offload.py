@@ -19,7 +19,9 @@ both ``grass`` and ``lisa``. It is a drop-in ``torch.optim.Optimizer``:
   while the active layers fit in the two slots;
 * ``overlap="backward"`` (beyond the paper) updates each unit from
   ``register_post_accumulate_grad_hook`` as soon as its gradients are complete;
-* on a CPU-only machine nothing is offloaded: the state is used in place, same numbers.
+* on a CPU-only machine nothing is offloaded: the state is used in place, same numbers;
+* under FSDP (``DTensor`` parameters) every size, view and update is of this rank's local shard
+  (:func:`grass.distributed.shards.local_tensor`), so each rank holds and streams its own state.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import logging
 import torch
 from torch.optim.adam import adam as _functional_adam
 
+from grass.distributed.shards import local_tensor
 from grass.errors import ConfigError
 from grass.optim.offload_staging import StagingPipeline
 from grass.optim.offload_state import Chunk, UnitStore, validate_units
@@ -218,8 +221,8 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
             p = store.params[j]
             if p.grad is None:
                 continue
-            weights = p.detach().view(-1)[s:e]
-            grad = p.grad.reshape(-1)[s:e]
+            weights = local_tensor(p).detach().view(-1)[s:e]  # FSDP: this rank's shard
+            grad = local_tensor(p.grad).reshape(-1)[s:e]
             if ms is not None:
                 if store.steps[j].item() == 0:
                     # Lazy master init at the first update (like torch's lazy state init), so a
@@ -376,9 +379,10 @@ class LayerwiseOffloadAdamW(torch.optim.Optimizer):
                 i += 1
                 if entry is None:
                     continue
-                if tuple(entry["exp_avg"].shape) != tuple(p.shape):
+                shape = tuple(local_tensor(p).shape)
+                if tuple(entry["exp_avg"].shape) != shape:
                     raise ValueError(f"unit {s.name!r} parameter {j}: saved shape {tuple(entry['exp_avg'].shape)} "
-                                     f"!= {tuple(p.shape)}")
+                                     f"!= {shape}")
                 s.steps[j] = entry["step"]
                 ea[j].copy_(entry["exp_avg"])
                 eas[j].copy_(entry["exp_avg_sq"])

@@ -108,8 +108,11 @@ class Recorder:
     def __exit__(self, *exc) -> None:
         self.tm.load_model, self.tm.get_method, self.tm.write_result = self._saved
 
-    def record(self, run_dir: Path, **extra) -> dict:
-        return {"state": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+    def record(self, run_dir: Path, state: dict | None = None, **extra) -> dict:
+        """What the tests compare; ``state``: the weights, if not the model's own state dict (FSDP
+        gathers its shards into one)."""
+        state = self.model.state_dict() if state is None else state
+        return {"state": {k: v.detach().clone() for k, v in state.items()},
                 "active": self.active, "rms": self.rms, "result_writes": self.result_writes,
                 "run_dir": str(run_dir), **extra}
 
