@@ -118,7 +118,8 @@ def load_checkpoint(run_dir: Path, *, model: nn.Module, optimizer, scheduler, me
     if sharded_now:
         from grass.distributed.fsdp_checkpoint import load_sharded
 
-        return load_sharded(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method)
+        return load_sharded(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
+                            rank=dist.rank)
     weights = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
     params = dict(model.named_parameters())
     with torch.no_grad():

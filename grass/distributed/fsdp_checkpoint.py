@@ -4,10 +4,11 @@
 
 * ``model/<name>``: the trained parameters (the ones the optimizer holds; frozen weights are
   reloaded from the base model, as for unsharded checkpoints);
-* ``optim/<name>/<key>``: optimizer state per parameter (``exp_avg``, ``exp_avg_sq``, ``step``,
-  the offload engine's ``master``). ``torch.optim.AdamW`` keeps its moments as ``DTensor`` s
-  already; the offload engine keeps plain tensors of this rank's shard, which are saved as
-  ``DTensor`` s with the parameter's sharding, so DCP lays out one global tensor for both.
+* ``optim/<name>/<key>``: optimizer state per parameter (``exp_avg``, ``exp_avg_sq``, ``step``):
+  ``torch.optim.AdamW``'s ``DTensor`` moments (sharded like the parameter) and step counters;
+* ``rank<r>/<name>/<key>``: the offload engine's state, plain tensors of rank ``r``'s shard (its
+  host copy: wrapping it in a ``DTensor`` would move it to the GPU, the whole offloaded state at
+  once), saved and loaded by that rank only.
 
 ``checkpoint/trainer.pt`` (rank 0, as without FSDP) holds the step, data position, LR schedule,
 method state, RNG and the optimizer's hyper-parameter groups. Written under ``checkpoint.tmp``
@@ -23,7 +24,7 @@ from torch import nn
 
 from grass import checkpoint as ckpt
 from grass.distributed.context import DistContext
-from grass.distributed.shards import is_sharded, local_tensor
+from grass.distributed.shards import is_sharded
 
 
 def _params_in_order(optimizer) -> list[torch.Tensor]:
@@ -35,31 +36,23 @@ def _names(model: nn.Module) -> dict[int, str]:
     return {id(p): n for n, p in model.named_parameters()}
 
 
-def sharded_state(model: nn.Module, optimizer) -> tuple[dict, list[str], dict]:
-    """The DCP state of a sharded run.
+def sharded_state(model: nn.Module, optimizer, rank: int) -> tuple[dict, dict]:
+    """The DCP state of a sharded run, as this rank contributes it.
 
     Returns:
-        ``(state, wrapped, optim_meta)``: ``state`` maps DCP keys to tensors; ``wrapped`` lists the
-        keys whose value is a plain local shard saved as a ``DTensor``; ``optim_meta`` is the rest of
+        ``(state, optim_meta)``: ``state`` maps DCP keys to tensors; ``optim_meta`` is the rest of
         the optimizer's state dict (param groups, and the offload engine's unit layout).
     """
     names, params = _names(model), _params_in_order(optimizer)
     trained = set(ckpt.trained_param_names(model, optimizer))
     state: dict[str, torch.Tensor] = {f"model/{n}": p for n, p in model.named_parameters() if n in trained}
     sd = optimizer.state_dict()
-    wrapped = []
     for i, entry in sd["state"].items():
         p = params[int(i)]
         for k, v in entry.items():
-            key = f"optim/{names[id(p)]}/{k}"
-            if is_sharded(p) and torch.is_tensor(v) and not is_sharded(v) and v.dim() > 0:
-                from torch.distributed.tensor import DTensor
-
-                v = DTensor.from_local(v, p.device_mesh, p.placements, run_check=False, shape=p.shape,
-                                       stride=p.stride())
-                wrapped.append(key)
-            state[key] = v
-    return state, wrapped, {k: v for k, v in sd.items() if k != "state"}
+            local = is_sharded(p) and torch.is_tensor(v) and not is_sharded(v) and v.dim() > 0
+            state[f"{f'rank{rank}' if local else 'optim'}/{names[id(p)]}/{k}"] = v
+    return state, {k: v for k, v in sd.items() if k != "state"}
 
 
 def save_sharded(run_dir: Path, *, model: nn.Module, optimizer, scheduler, method, step: int, data_position: int,
@@ -71,18 +64,18 @@ def save_sharded(run_dir: Path, *, model: nn.Module, optimizer, scheduler, metho
         ckpt.fresh_tmp(run_dir)
     ctx.barrier()
     tmp = Path(run_dir) / (ckpt.CHECKPOINT + ".tmp")
-    state, wrapped, optim_meta = sharded_state(model, optimizer)
+    state, optim_meta = sharded_state(model, optimizer, ctx.rank)
     dcp.save(state, checkpoint_id=str(tmp / ckpt.SHARDED))
     final = Path(run_dir) / ckpt.CHECKPOINT
     if ctx.rank == 0:
-        torch.save(ckpt.trainer_record(step, data_position, scheduler, method, extra, optim_meta=optim_meta,
-                                       wrapped=wrapped), tmp / "trainer.pt")
+        torch.save(ckpt.trainer_record(step, data_position, scheduler, method, extra, optim_meta=optim_meta),
+                   tmp / "trainer.pt")
         ckpt.swap_in(run_dir)
     ctx.barrier()
     return final
 
 
-def load_sharded(run_dir: Path, *, model: nn.Module, optimizer, scheduler, method) -> dict:
+def load_sharded(run_dir: Path, *, model: nn.Module, optimizer, scheduler, method, rank: int) -> dict:
     """Every rank: restore its shards of :func:`save_sharded`'s checkpoint, and the rest.
 
     Returns:
@@ -97,26 +90,28 @@ def load_sharded(run_dir: Path, *, model: nn.Module, optimizer, scheduler, metho
     by_name = dict(model.named_parameters())
     reader = dcp.FileSystemReader(str(folder / ckpt.SHARDED))
     state: dict[str, torch.Tensor] = {}
+    mine = f"rank{rank}"
     for key, meta in reader.read_metadata().state_dict_metadata.items():
         kind, rest = key.split("/", 1)
         if kind == "model":
             state[key] = by_name[rest]  # loaded in place into this rank's shard
-            continue
-        name, _ = rest.rsplit("/", 1)
-        p, dtype = by_name[name], meta.properties.dtype
-        if is_sharded(p) and tuple(meta.size) == tuple(p.shape):
-            state[key] = torch.zeros_like(p, dtype=dtype)  # a DTensor sharded like the parameter
-        else:
-            state[key] = torch.zeros(tuple(meta.size), dtype=dtype)
+        elif kind == mine:  # the offload engine's plain local shards, as this rank saved them
+            state[key] = torch.zeros(tuple(meta.size), dtype=meta.properties.dtype)
+        elif kind == "optim":
+            p, dtype = by_name[rest.rsplit("/", 1)[0]], meta.properties.dtype
+            if is_sharded(p) and tuple(meta.size) == tuple(p.shape):
+                state[key] = torch.zeros_like(p, dtype=dtype)  # a DTensor sharded like the parameter
+            else:
+                state[key] = torch.zeros(tuple(meta.size), dtype=dtype)
     with torch.no_grad():
         dcp.load(state, storage_reader=reader)
-    wrapped = set(trainer.get("wrapped", ()))
     index = {id(p): i for i, p in enumerate(_params_in_order(optimizer))}
     opt_state: dict[int, dict] = {}
     for key, v in state.items():
-        if key.startswith("optim/"):
-            name, k = key[len("optim/"):].rsplit("/", 1)
-            opt_state.setdefault(index[id(by_name[name])], {})[k] = local_tensor(v) if key in wrapped else v
+        kind, rest = key.split("/", 1)
+        if kind != "model":
+            name, k = rest.rsplit("/", 1)
+            opt_state.setdefault(index[id(by_name[name])], {})[k] = v
     optimizer.load_state_dict({"state": opt_state, **trainer["optim_meta"]})
     scheduler.load_state_dict(trainer["scheduler"])
     ckpt.set_rng_state(trainer["rng"])

@@ -199,6 +199,10 @@ def test_fsdp_two_processes_match_one(method, two_proc, one_proc, data, tmp_path
         for step, (a, b, c) in enumerate(zip(r0["rms"], r1["rms"], ref["rms"], strict=True)):
             assert a == b, f"grass step {step}: ranks measured different gradient RMS"
             assert a == pytest.approx(c, rel=1e-4), f"grass step {step}: RMS differs from one process"
+        # The probe's hooks ran on the sharded parameters and freed each layer's shard as it came:
+        # no decoder-layer gradient is left when backward ends (updates: the active layers' are).
+        assert r0["held"][:2] == r1["held"][:2] == ref["held"][:2] == [0, 0]
+        assert all(h > 0 for h in r0["held"][2:])
 
     # Exactly one result.json, written by rank 0 only.
     assert [r0["result_writes"], r1["result_writes"]] == [1, 0]
