@@ -8,12 +8,13 @@ and per rank half the parameter, gradient and optimizer-state bytes of one proce
 ``grass memory --fsdp 2`` predicts. A run preempted by a signal only rank 1 sees resumes from its
 sharded checkpoint to the uninterrupted trajectory (grass: the offload engine's local shards;
 lisa: torch AdamW's DTensor state); resuming it with another world size is refused in one line.
-``train.precision=bf16`` runs the mixed-precision policy through layer switches, and ``grass
-train`` under torchrun saves a Hugging Face model and evaluates on both ranks.
+A 2-task submitit job runs ``train.precision=bf16`` (the mixed-precision policy through layer
+switches), and ``grass train`` under torchrun saves a Hugging Face model and evaluates on both
+ranks. What FSDP refuses without processes: tests/unit/test_parallel.py.
 
 Helpers (data, overrides, the Recorder, weight comparison) are test_ddp's. One ``torchrun`` launch
-runs every 2-process case while the 1-process references run in pytest; this file doubles as the
-worker (``python test_fsdp.py --worker OUT DATA``).
+runs the other 2-process cases while the submitit job and the 1-process references run; this file
+doubles as the worker (``python test_fsdp.py --worker OUT DATA``).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.distributed
 FSDP = ["train.parallel=fsdp"]
 SAVE = {"full": ["train.save_model=full"], "lora": ["train.save_model=adapter"]}
 RESUMED = ("grass", "lisa")  # the offload engine's local shards; torch AdamW's DTensor state
+BF16 = ["train.precision=bf16"]
 BF16_RTOL = 2e-2  # bf16 all-gathers (FSDP's policy) vs autocast alone: not bit-comparable
 CLI_EVAL = ["eval.benchmarks=[boolq]", "eval.limit=4", "eval.max_new_tokens=4", "eval.batch_size=4"]
 
@@ -108,14 +110,30 @@ def _worker(out: Path, data: Path) -> None:
         run(f"resume-{method}", fsdp_overrides(method, out / "runs", data, experiment=f"resume-{method}"),
             preempted_at=len(calls))
 
-    # bf16: units frozen at FSDP's lazy init are trained after a switch (mixed-precision refresh).
-    run("bf16", fsdp_overrides("lisa", out / "runs", data, experiment="bf16") + ["train.precision=bf16"])
-
     # The command line under torchrun: save the model (gathered to rank 0), evaluate on both ranks.
     rc = cli_main(["train", "--no-progress", *fsdp_overrides("grass", out / "runs", data, experiment="cli"),
                    "train.save_model=full", *CLI_EVAL])
     assert rc == 0
     ctx.close()
+
+
+def _submitit_task(out: str, data: str) -> dict:
+    """One task of a 2-task submitit job: FSDP lisa in bf16, where units frozen at FSDP's lazy init
+    are trained after a switch (the mixed-precision refresh)."""
+    torch.set_num_threads(1)
+    from grass.config import load_config
+    from grass.distributed import init_distributed
+    from grass.train import train
+
+    ctx = init_distributed("cpu")
+    assert ctx is not None and ctx.world_size == 2
+    cfg = load_config(None, fsdp_overrides("lisa", Path(out), Path(data), experiment="bf16") + BF16)
+    try:
+        result = train(cfg, progress=False, dist=ctx)
+        changes = ctx.wrapped.changes
+    finally:
+        ctx.close()
+    return {"rank": ctx.rank, "changes": changes, "run_dir": result["run_dir"]}
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
@@ -133,10 +151,27 @@ def launched(tmp_path_factory, data):
            str(data)]
     log = open(out / "torchrun.log", "w")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    yield {"proc": proc, "out": out, "log": out / "torchrun.log"}
+    job, sub_dir = None, out / "submitit"
+    try:
+        import submitit
+    except ImportError:
+        submitit = None
+    if submitit is not None:
+        saved = dict(os.environ)
+        os.environ.update(PYTHONPATH=path, OMP_NUM_THREADS="1")  # the tasks import this file
+        try:
+            ex = submitit.LocalExecutor(folder=sub_dir / "logs")
+            ex.update_parameters(tasks_per_node=2, timeout_min=15)
+            job = ex.submit(_submitit_task, str(sub_dir / "runs"), str(data))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    yield {"proc": proc, "out": out, "log": out / "torchrun.log", "job": job, "submitit_dir": sub_dir}
     if proc.poll() is None:
         proc.kill()
     log.close()
+    if job is not None and not job.done():
+        job.cancel()
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +186,7 @@ def one_proc(tmp_path_factory, data, launched) -> dict:
     torch.set_num_threads(1)
     refs = {}
     try:
-        for name, method, extra in [*[(m, m, []) for m in METHODS], ("bf16", "lisa", ["train.precision=bf16"])]:
+        for name, method, extra in [*[(m, m, []) for m in METHODS], ("bf16", "lisa", BF16)]:
             cfg = load_config(None, overrides(method, out, data, 1, experiment=name) + extra)
             peaks = BytePeaks()
             with Recorder(gt) as rec:
@@ -277,13 +312,23 @@ def test_fsdp_checkpoint_refused_elsewhere(two_proc, data, capsys):
         ckpt.load_checkpoint(run_dir, model=None, optimizer=None, scheduler=None, method=None)
 
 
-def test_fsdp_bf16_mixed_precision(two_proc, one_proc):
-    """train.precision=bf16 under FSDP (bf16 all-gathers, fp32 reduce-scatters) with layer switches
-    trains like one bf16-autocast process; a unit frozen at FSDP's lazy init would otherwise
-    assign bf16 gradients to fp32 parameters and fail."""
-    r0, _ = ranks(two_proc, "bf16")
-    assert r0["changes"] >= 2
-    assert losses(r0["run_dir"]) == pytest.approx(losses(one_proc["bf16"]["run_dir"]), rel=BF16_RTOL)
+def test_fsdp_bf16_under_submitit(launched, one_proc):
+    """A 2-task submitit job sets up the process group by itself and runs FSDP with
+    train.precision=bf16 (bf16 all-gathers, fp32 reduce-scatters) through layer switches, training
+    like one bf16-autocast process; a unit frozen at FSDP's lazy init would otherwise assign bf16
+    gradients to fp32 parameters and fail."""
+    job, folder = launched["job"], launched["submitit_dir"]
+    if job is None:
+        pytest.skip("submitit is not installed (pip install grass-suite[slurm])")
+    try:
+        results = job.results()
+    except Exception as e:  # show the tasks' logs
+        logs = "\n".join(p.read_text()[-3000:] for p in (folder / "logs").glob("*.err"))
+        raise AssertionError(f"submitit job failed: {e}\n{logs}") from None
+    assert sorted(r["rank"] for r in results) == [0, 1] and min(r["changes"] for r in results) >= 2
+    run_dir = Path(results[0]["run_dir"])
+    assert len(list(run_dir.parent.glob("*/result.json"))) == 1
+    assert losses(run_dir) == pytest.approx(losses(one_proc["bf16"]["run_dir"]), rel=BF16_RTOL)
 
 
 def test_fsdp_cli_under_torchrun(two_proc, one_proc):
@@ -296,23 +341,6 @@ def test_fsdp_cli_under_torchrun(two_proc, one_proc):
     assert losses(run_dir) == pytest.approx(losses(one_proc["grass"]["run_dir"]), rel=LOSS_RTOL)
     assert (run_dir / "model" / "model.safetensors").is_file() and (run_dir / "model" / "tokenizer.json").is_file()
     assert not (run_dir / "checkpoint").exists()
-
-
-def test_fsdp_refusals(make_cfg, monkeypatch):
-    """What FSDP cannot run is refused before the run directory exists, in one line."""
-    from grass.distributed import DistContext
-    from grass.errors import ConfigError
-
-    ctx = DistContext(0, 2, 0, torch.device("cpu"), "gloo")
-    for method, extra, match in [("lora", {"train.save_model": "full"}, "save_model=adapter"),
-                                 ("full", {"train.save_model": "adapter"}, "adapter method"),
-                                 ("grass", {"method.overlap": "backward", "method.state_policy": "offload",
-                                            "method.probe_steps": 2, "train.max_grad_norm": 0}, "overlap=step"),
-                                 ("full", {"eval.lm_eval": True}, "lm_eval")]:
-        with pytest.raises(ConfigError, match=match):
-            ctx.configure(make_cfg(method, **{"train.parallel": "fsdp", **extra}))
-    ctx.configure(make_cfg("lora", **{"train.save_model": "full"}))  # fine under DDP
-    assert not ctx.sharded
 
 
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--worker":
