@@ -2,7 +2,9 @@
 schedule, method state, RNG states, data position and step.
 
 A checkpoint is a folder written under a temporary name and swapped in with renames, so a crash
-while saving leaves the previous checkpoint intact.
+while saving leaves the previous checkpoint intact. Under ``train.parallel=fsdp`` weights and
+optimizer state are saved sharded by every rank (:mod:`grass.distributed.fsdp_checkpoint`); the
+rest is the same ``trainer.pt`` rank 0 writes here.
 """
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from grass.errors import GrassError
+
 CHECKPOINT = "checkpoint"
+SHARDED = "sharded"  # the torch.distributed.checkpoint folder of an FSDP checkpoint
 
 
 def rng_state() -> dict[str, Any]:
@@ -40,24 +45,42 @@ def trained_param_names(model: nn.Module, optimizer: torch.optim.Optimizer) -> l
 
 
 def save_checkpoint(run_dir: Path, *, model: nn.Module, optimizer, scheduler, method, step: int,
-                    data_position: int, extra: dict | None = None) -> Path:
-    """Write ``run_dir/checkpoint`` atomically (previous one kept until the new one is complete)."""
-    final = Path(run_dir) / CHECKPOINT
-    tmp = Path(run_dir) / (CHECKPOINT + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+                    data_position: int, extra: dict | None = None, dist=None) -> Path:
+    """Write ``run_dir/checkpoint`` atomically (previous one kept until the new one is complete).
+
+    Called by rank 0 only, except under FSDP (``dist.sharded``), where every rank writes its shards.
+    """
+    if dist is not None and dist.sharded:
+        from grass.distributed.fsdp_checkpoint import save_sharded
+
+        return save_sharded(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
+                            step=step, data_position=data_position, extra=extra, ctx=dist)
+    tmp = fresh_tmp(run_dir)
     names = set(trained_param_names(model, optimizer))
     weights = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if n in names}
     torch.save(weights, tmp / "weights.pt")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save({
-        "step": step,
-        "data_position": data_position,
-        "scheduler": scheduler.state_dict(),
-        "method": method.state_dict(),
-        "rng": rng_state(),
-        "extra": extra or {},
-    }, tmp / "trainer.pt")
+    torch.save(trainer_record(step, data_position, scheduler, method, extra), tmp / "trainer.pt")
+    return swap_in(run_dir)
+
+
+def fresh_tmp(run_dir: Path) -> Path:
+    """An empty ``checkpoint.tmp`` folder to write a new checkpoint into."""
+    tmp = Path(run_dir) / (CHECKPOINT + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def trainer_record(step: int, data_position: int, scheduler, method, extra: dict | None, **more) -> dict:
+    """What ``trainer.pt`` holds: position, schedule, method state, RNG states, ``extra``."""
+    return {"step": step, "data_position": data_position, "scheduler": scheduler.state_dict(),
+            "method": method.state_dict(), "rng": rng_state(), "extra": extra or {}, **more}
+
+
+def swap_in(run_dir: Path) -> Path:
+    """Replace ``checkpoint`` by the complete ``checkpoint.tmp`` (the old one survives a crash here)."""
+    final, tmp = Path(run_dir) / CHECKPOINT, Path(run_dir) / (CHECKPOINT + ".tmp")
     old = Path(run_dir) / (CHECKPOINT + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -71,10 +94,32 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (Path(run_dir) / CHECKPOINT / "trainer.pt").is_file()
 
 
-def load_checkpoint(run_dir: Path, *, model: nn.Module, optimizer, scheduler, method) -> dict:
+def checkpoint_extra(run_dir: Path) -> dict:
+    """The ``extra`` record of the checkpoint (e.g. ``world_size``), read before restoring anything."""
+    trainer = torch.load(Path(run_dir) / CHECKPOINT / "trainer.pt", map_location="cpu", weights_only=False)
+    return trainer.get("extra", {})
+
+
+def load_checkpoint(run_dir: Path, *, model: nn.Module, optimizer, scheduler, method, dist=None) -> dict:
     """Restore everything saved by :func:`save_checkpoint`; return the trainer record
-    (``step``, ``data_position``, ``extra``). RNG state is restored last."""
+    (``step``, ``data_position``, ``extra``). RNG state is restored last.
+
+    Raises:
+        GrassError: the checkpoint is sharded (FSDP) and this run is not, or the other way round.
+    """
     folder = Path(run_dir) / CHECKPOINT
+    sharded_now = dist is not None and dist.sharded
+    if (folder / SHARDED).is_dir() != sharded_now:
+        if sharded_now:
+            raise GrassError(f"the checkpoint in {folder} was written without FSDP and this run uses "
+                             "train.parallel=fsdp: resume it with train.parallel=ddp, or use another log.run_id")
+        raise GrassError(f"the checkpoint in {folder} is sharded (train.parallel=fsdp) and this run is not: resume "
+                         "it under train.parallel=fsdp with the same number of processes, or use another log.run_id")
+    if sharded_now:
+        from grass.distributed.fsdp_checkpoint import load_sharded
+
+        return load_sharded(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
+                            rank=dist.rank)
     weights = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
     params = dict(model.named_parameters())
     with torch.no_grad():

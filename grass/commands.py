@@ -13,7 +13,8 @@ def _train(args) -> int:
     from grass.train import train
 
     cfg = load_config(args.config, args.overrides)
-    # Under torchrun (WORLD_SIZE > 1) or a multi-task submitit job: DDP, one process per device.
+    # Under torchrun (WORLD_SIZE > 1) or a multi-task submitit job: one process per device, DDP or
+    # FSDP by train.parallel.
     dist = init_distributed(cfg.train.device)
     if dist is not None and dist.rank != 0:
         logging.getLogger().setLevel(logging.WARNING)  # one copy of the log: rank 0's

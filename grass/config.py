@@ -75,6 +75,8 @@ class TrainConfig:
                                 "a bf16 GPU, or a CPU with AVX512-BF16/AMX; else fp32)")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    parallel: str = _f("ddp", "with several processes (torchrun, submitit tasks): ddp (replicas) | fsdp (FSDP2: "
+                       "parameters, gradients, optimizer state sharded over the processes)")
     log_every: int = _f(1, "write a metrics.jsonl line every N steps")
     checkpoint_every: int = _f(0, "save a resumable checkpoint every N steps; 0 = only on preemption")
     save_model: str = _f("none", "none | full (merged weights) | adapter (PEFT adapters only)")
@@ -128,7 +130,8 @@ _NOT_IN_RUN_ID = ("log",)
 # adding a field never changes the id (and so never re-runs) a finished run.
 _ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): None,
                 ("method", "offload_fp32_state"): True, ("data", "heldout"): None, ("data", "heldout_seed"): 0,
-                ("eval", "heldout_loss"): False, ("eval", "heldout_every"): 0, ("model", "tokenizer"): None}
+                ("eval", "heldout_loss"): False, ("eval", "heldout_every"): 0, ("model", "tokenizer"): None,
+                ("train", "parallel"): "ddp"}
 
 
 # Fields that change how a run is recorded, not what it computes: hashed at their default value,
@@ -248,6 +251,7 @@ def validate(cfg: RunConfig) -> None:
     choices = {
         "train.precision": (t.precision, ("fp32", "bf16", "auto")),
         "train.save_model": (t.save_model, ("none", "full", "adapter")),
+        "train.parallel": (t.parallel, ("ddp", "fsdp")),
         "model.dtype": (cfg.model.dtype, ("float32", "bfloat16")),
         "model.init": (cfg.model.init, ("pretrained", "random")),
         "log.wandb": (cfg.log.wandb, ("auto", "offline", "online", "disabled")),

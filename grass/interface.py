@@ -1,6 +1,7 @@
 """The protocol every fine-tuning method implements.
 
-A method never owns a training loop. :func:`grass.train.train` calls, per optimizer step::
+A method never owns a training loop. :func:`grass.train.train` calls ``prepare(model)``,
+``on_sharded(model)`` (FSDP only), ``build_optimizer(model)``, then per optimizer step::
 
     method.on_step_start(step)                      # e.g. draw a new set of active layers
     for micro in range(grad_accum):
@@ -40,6 +41,11 @@ class FinetuneMethod:
     def prepare(self, model: nn.Module) -> nn.Module:
         """Set trainability (and wrap, e.g. with PEFT); return the model to train."""
         return model
+
+    def on_sharded(self, model: nn.Module) -> None:
+        """Under ``train.parallel=fsdp``: called after FSDP replaced the parameters of the prepared
+        model by sharded ones, before :meth:`build_optimizer`. Re-take any parameter references
+        (lists, hooks) made in :meth:`prepare`."""
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer over the parameters this method may ever train."""

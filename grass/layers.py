@@ -40,7 +40,7 @@ class LayerMap:
         return list(self.layers[i].parameters())
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain transformers model under PEFT / DDP wrappers."""
     while True:
         if hasattr(model, "get_base_model"):
@@ -76,7 +76,7 @@ def find_layers(model: nn.Module) -> LayerMap:
     Raises:
         ModelError: no unique list of decoder blocks (names the model class).
     """
-    base = _unwrap(model)
+    base = unwrap_model(model)
     found = None
     for path in KNOWN_PATHS:
         obj = _get(base, path)

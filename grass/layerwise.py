@@ -102,6 +102,9 @@ class LayerwiseMethod(FinetuneMethod):
         self._set_always_trained(True)
         return model
 
+    def on_sharded(self, model: nn.Module) -> None:
+        self.lmap = find_layers(model)  # the embeddings/head lists held the unsharded parameters
+
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         tc = self.run_cfg.train
         if self.cfg.state_policy == "offload":
@@ -120,8 +123,8 @@ class LayerwiseMethod(FinetuneMethod):
                 from grass.distributed import ddp_active
 
                 if ddp_active():  # the hooks would update from the local gradient, before DDP's all-reduce
-                    raise ConfigError("method.overlap=backward is not supported under torch.distributed (DDP); "
-                                      "use method.overlap=step")
+                    raise ConfigError("method.overlap=backward is not supported under torch.distributed (DDP, "
+                                      "FSDP); use method.overlap=step")
                 opt.attach_backward_hooks()
         else:
             opt = adamw([p for _, ps in self.units() for p in ps], tc)

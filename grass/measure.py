@@ -1,7 +1,8 @@
 """Measurements every run records: exact byte accounting by device, peak memory, speed.
 
 Byte accounting is exact (it sums ``numel * element_size`` of real tensors), so it is the same on
-every machine and can be checked against the memory model (:mod:`grass.memory.model`).
+every machine and can be checked against the memory model (:mod:`grass.memory.model`). Under FSDP
+it counts this rank's local shards of ``DTensor`` s: the bytes per rank.
 """
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import time
 import torch
 from torch import nn
 
+from grass.distributed.shards import local_tensor
+
 GIB = 1024 ** 3
 
 
 def _tensor_bytes(t: torch.Tensor) -> int:
+    t = local_tensor(t)  # a sharded tensor occupies only its local shard on this rank
     return t.numel() * t.element_size()
 
 

@@ -163,6 +163,8 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
     device = dist.device if dist is not None else resolve_device(cfg.train.device)
     # Everything that can fail because of the user's input fails here, before the run directory exists.
     check_run_data(cfg)
+    if dist is not None:
+        dist.configure(cfg)  # train.parallel (ddp | fsdp) and what it cannot run
     # The held-out split depends on the data alone (never on the run seed), so every run is paired.
     examples, heldout = split_heldout(load_train_examples(cfg.data), cfg.data.heldout, cfg.data.heldout_seed)
     examples = _subset(examples, cfg.data.max_examples, cfg.seed)
@@ -210,10 +212,15 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     tc = cfg.train
     is_main = dist is None or dist.rank == 0
     world = dist.world_size if dist else 1
-    model.to(device)
+    sharded = dist is not None and dist.sharded
+    if not sharded:  # FSDP moves each unit to the device as it shards it: no full copy there
+        model.to(device)
     if tc.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = method.prepare(model)
+    if sharded:
+        dist.shard(model)  # new (DTensor) parameters: the optimizer is built over them
+        method.on_sharded(model)
     optimizer = method.build_optimizer(model)
     num_updates = max(1, tc.max_steps - method.num_probe_steps())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(num_updates, tc.warmup_ratio, tc.min_lr_ratio))
@@ -225,8 +232,9 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
 
     start_step = 0
     if ckpt.has_checkpoint(run_dir):
-        state = ckpt.load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method)
-        _check_same_world(run_dir, state.get("extra", {}).get("world_size", 1), world, "checkpointed")
+        _check_same_world(run_dir, ckpt.checkpoint_extra(run_dir).get("world_size", 1), world, "checkpointed")
+        state = ckpt.load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
+                                     dist=dist)
         start_step, stream.position = state["step"], state["data_position"]
         log.info("resumed %s at step %d", run_dir.name, start_step)
     metrics = MetricsWriter(run_dir, resume_step=start_step if start_step else None) if is_main else None
@@ -301,7 +309,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens / dt:.0f}")
         every = cfg.eval.heldout_every
         held = (_heldout_loss(cfg, model, tokenizer, heldout, device)
-                if is_main and every and (step + 1) % every == 0 and step + 1 < tc.max_steps else {})
+                if (is_main or sharded) and every and (step + 1) % every == 0 and step + 1 < tc.max_steps else {})
         if is_main and (step % tc.log_every == 0 or step == tc.max_steps - 1 or held):
             row = {"step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0], "tokens": tokens,
                    "tokens_per_s": tokens / dt, "step_time_s": dt, "grad_norm": grad_norm,
@@ -316,9 +324,10 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         stop = stop_requested is not None and stop_requested() and next_step < tc.max_steps
         if dist is not None and stop_requested is not None:
             stop = dist.any(stop)  # a signal seen by one rank stops all of them at the same step
-        if (save_now or stop) and is_main:
+        if (save_now or stop) and (is_main or sharded):  # FSDP: every rank writes its shards
             ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
-                                 step=next_step, data_position=stream.position, extra={"world_size": world})
+                                 step=next_step, data_position=stream.position, extra={"world_size": world},
+                                 dist=dist)
         if stop:
             if dist is not None:
                 dist.barrier()
@@ -333,6 +342,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         "status": "success", "error": None, "run_dir": str(run_dir),
         "train/final_loss": loss_value, "train/steps": tc.max_steps,
         "train/world_size": world, "train/precision": precision, "train/global_batch": tc.batch_size * world * tc.grad_accum,
+        "train/parallel": (dist.parallel if dist is not None else None),
         "data/train_examples": len(examples), "data/heldout_examples": len(heldout),
         "data/examples_seen": dataset.num_seen,
         "data/truncated": dataset.num_truncated,
@@ -345,13 +355,23 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         "mem/peak_device_gib": (lambda b: None if b is None else b / GIB)(peak_device_bytes(device)),
         **{f"method/{k}": v for k, v in method.summary().items()},
     }
+    # A sharded model's forward needs every rank: under FSDP all ranks evaluate (and gather the
+    # model to save), in lockstep on the same items; rank 0 records.
+    evaluated = {}
+    if (is_main or sharded) and heldout and (cfg.eval.heldout_loss or cfg.eval.heldout_every):
+        evaluated.update(_heldout_loss(cfg, model, tokenizer, heldout, device))
+    if is_main or sharded:
+        evaluated.update(_evaluate(cfg, model, tokenizer, device))
+    if sharded and tc.save_model != "none":
+        from grass.distributed.fsdp import save_full_model
+
+        save_full_model(model, run_dir / "model", dist)
     if is_main:
-        if heldout and (cfg.eval.heldout_loss or cfg.eval.heldout_every):
-            result.update(_heldout_loss(cfg, model, tokenizer, heldout, device))
-        result.update(_evaluate(cfg, model, tokenizer, device))
+        result.update(evaluated)
         if tc.save_model != "none":
             out = run_dir / "model"
-            method.save_model(model, str(out), tc.save_model)
+            if not sharded:
+                method.save_model(model, str(out), tc.save_model)
             tokenizer.save_pretrained(out)
         result["provenance"] = provenance(device)
         metrics.close()

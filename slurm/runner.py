@@ -109,7 +109,7 @@ def _respect_cpu_allocation() -> None:
 
 
 def _init_distributed(cfg: RunConfig):
-    """A DDP context when the job has several tasks (``grass.distributed``), else None."""
+    """A DistContext when the job has several tasks (DDP or FSDP by ``train.parallel``), else None."""
     try:
         from grass.distributed import init_distributed
     except ImportError:

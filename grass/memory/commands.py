@@ -2,6 +2,7 @@
 
     grass memory --model llama2-7b --method all --seq-len 1024 --batch 4 --precision bf16
     grass memory --model ./my-model --method grass --n-active-layers 4 --grad-ckpt --json
+    grass memory --model llama2-70b --method all --fsdp 8     # per GPU of an 8-GPU FSDP run
 """
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--lora-rank", type=int, default=8, help="LoRA/DoRA rank (default 8)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                    help="where training runs (cpu: what a CPU run's byte accounting reports)")
+    p.add_argument("--fsdp", type=int, default=1, metavar="N",
+                   help="per-rank bytes of a train.parallel=fsdp run over N processes (default 1: one process, "
+                        "or DDP, which holds everything on every rank)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -56,12 +60,12 @@ def add_commands(subparsers) -> None:
 def run(args) -> int:
     from grass.errors import GrassError
 
-    for key in ("seq_len", "batch", "lora_rank"):
+    for key in ("seq_len", "batch", "lora_rank", "fsdp"):
         if getattr(args, key) <= 0:
             raise GrassError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     kw = dict(precision=args.precision, seq_len=args.seq_len, batch=args.batch, grad_ckpt=args.grad_ckpt,
               n_active_layers=args.n_active_layers, device=args.device, lora_rank=args.lora_rank,
-              offload_chunk_mb=args.offload_chunk_mb, offload_fp32_state=args.offload_fp32_state)
+              offload_chunk_mb=args.offload_chunk_mb, offload_fp32_state=args.offload_fp32_state, fsdp=args.fsdp)
     if args.offload_chunk_mb is not None and not args.offload_chunk_mb > 0:
         raise GrassError(f"--offload-chunk-mb must be positive or none, got {args.offload_chunk_mb:g}")
     if args.method == "all":
@@ -81,7 +85,8 @@ def format_table(rows: list[Prediction]) -> str:
     """A fixed-width GiB table with one row per prediction and a header naming the setting."""
     r0 = rows[0]
     head = (f"{r0.model}: {r0.params / 1e9:.3f}B params (base), {r0.precision}, seq {r0.seq_len} x batch "
-            f"{r0.batch}{', grad-ckpt' if r0.grad_ckpt else ''}, device {r0.device}; GiB")
+            f"{r0.batch}{', grad-ckpt' if r0.grad_ckpt else ''}, device {r0.device}"
+            f"{f', FSDP over {r0.fsdp} ranks: per rank' if r0.fsdp > 1 else ''}; GiB")
     cols = ("method", "trainable", "weights", "grads", "optim dev", "optim host", "activ.", "total dev")
     lines = [head, f"{cols[0]:<18}" + "".join(f"{c:>11}" for c in cols[1:])]
     for r in rows:
@@ -92,7 +97,8 @@ def format_table(rows: list[Prediction]) -> str:
              if r.details.get("activation_parts", {}).get("phase") == "probe"]
     notes += [offload_note(r) for r in rows if "offload" in r.details and r.device != "cpu"]
     lines.append("grads / optimizer: peak over update steps (exact, as byte_accounting records); activations: "
-                 "analytic estimate; total = weights + grads + optim dev + activations" + ("\n" + "\n".join(notes)
+                 "analytic estimate; total = weights + grads + optim dev + activations"
+                 + (" + FSDP's unsharded working set (estimate)" if r0.fsdp > 1 else "") + ("\n" + "\n".join(notes)
                                                                                           if notes else ""))
     return "\n".join(lines)
 

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 
 from grass.errors import GrassError
 from grass.memory.activations import activation_bytes
+from grass.memory.fsdp import shard_all, working_set
 from grass.models.configs import resolve_config
 from grass.optim.offload_state import DEFAULT_CHUNK_MB, DEFAULT_FP32_STATE
 
@@ -117,15 +118,19 @@ def arch_from_config(cfg) -> Arch:
 
 @dataclass(frozen=True)
 class Tensor:
-    """One parameter tensor: ``linear=(in, out)`` marks a weight that ``all-linear`` LoRA adapts."""
+    """One parameter tensor: ``linear=(in, out)`` marks a weight that ``all-linear`` LoRA adapts;
+    ``rows`` is its dim 0 (what FSDP shards; 0 = a 1-D tensor, ``rows == numel``)."""
 
     name: str
     numel: int
     linear: tuple[int, int] | None = None
+    rows: int = 0
 
 
-def _lin(name: str, n_in: int, n_out: int, bias: bool) -> list[Tensor]:
-    return [Tensor(name, n_in * n_out, (n_in, n_out))] + ([Tensor(name + ".bias", n_out)] if bias else [])
+def _lin(name: str, n_in: int, n_out: int, bias: bool, conv1d: bool = False) -> list[Tensor]:
+    # nn.Linear stores (out, in); GPT-2's Conv1D stores (in, out)
+    w = Tensor(name, n_in * n_out, (n_in, n_out), rows=n_in if conv1d else n_out)
+    return [w] + ([Tensor(name + ".bias", n_out)] if bias else [])
 
 
 def param_tensors(arch: Arch) -> dict[str, list[Tensor]]:
@@ -133,12 +138,12 @@ def param_tensors(arch: Arch) -> dict[str, list[Tensor]]:
     block; all blocks are alike), ``head`` (final norm and an untied LM head), as
     :func:`grass.layers.find_layers` splits them."""
     h, i, a = arch.hidden, arch.intermediate, arch
-    embed = [Tensor("embed", a.vocab * h)]
+    embed = [Tensor("embed", a.vocab * h, rows=a.vocab)]
     if a.family == "gpt2":
-        embed.append(Tensor("wpe", a.positions * h))
-        layer = [Tensor("ln_1.weight", h), Tensor("ln_1.bias", h), *_lin("c_attn", h, 3 * h, True),
-                 *_lin("attn.c_proj", h, h, True), Tensor("ln_2.weight", h), Tensor("ln_2.bias", h),
-                 *_lin("c_fc", h, i, True), *_lin("mlp.c_proj", i, h, True)]
+        embed.append(Tensor("wpe", a.positions * h, rows=a.positions))
+        layer = [Tensor("ln_1.weight", h), Tensor("ln_1.bias", h), *_lin("c_attn", h, 3 * h, True, True),
+                 *_lin("attn.c_proj", h, h, True, True), Tensor("ln_2.weight", h), Tensor("ln_2.bias", h),
+                 *_lin("c_fc", h, i, True, True), *_lin("mlp.c_proj", i, h, True, True)]
         head = [Tensor("ln_f.weight", h), Tensor("ln_f.bias", h)]
     else:
         layer = [*_lin("q_proj", h, a.q_dim, a.qkv_bias), *_lin("k_proj", h, a.kv_dim, a.qkv_bias),
@@ -150,7 +155,7 @@ def param_tensors(arch: Arch) -> dict[str, list[Tensor]]:
             layer += [Tensor("q_norm", a.head_dim), Tensor("k_norm", a.head_dim)]
         head = [Tensor("norm", h)]
     if not a.tied:
-        head.append(Tensor("lm_head", a.vocab * h))
+        head.append(Tensor("lm_head", a.vocab * h, rows=a.vocab))
     return {"embed": embed, "layer": layer, "head": head}
 
 
@@ -160,7 +165,8 @@ def adapter_tensors(arch: Arch, rank: int = 8, dora: bool = False) -> list[Tenso
     for t in param_tensors(arch)["layer"]:
         if t.linear:
             n_in, n_out = t.linear
-            out += [Tensor(t.name + ".lora_A", rank * n_in), Tensor(t.name + ".lora_B", n_out * rank)]
+            out += [Tensor(t.name + ".lora_A", rank * n_in, rows=rank),
+                    Tensor(t.name + ".lora_B", n_out * rank, rows=n_out)]
             if dora:
                 out.append(Tensor(t.name + ".lora_magnitude_vector", n_out))
     return out
@@ -286,6 +292,7 @@ class Prediction:
     activations: int
     total: int
     details: dict = field(default_factory=dict)
+    fsdp: int = 1  # world size of an FSDP run: the bytes are per rank
 
     BYTE_FIELDS = ("weights", "grads", "optimizer_device", "optimizer_host", "activations", "total")
 
@@ -298,8 +305,12 @@ class Prediction:
         return d
 
 
+def _numel(ts: list[Tensor]) -> int:
+    return sum(t.numel for t in ts)
+
+
 def _bytes(ts: list[Tensor], e: int) -> int:
-    return sum(t.numel for t in ts) * e
+    return _numel(ts) * e
 
 
 def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024, batch: int = 4,
@@ -308,6 +319,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             train_embeddings: bool = True, train_head: bool = True, visited_layers: int | None = None,
             offload_embeddings: bool = True, offload_chunk_mb: float | None = DEFAULT_CHUNK_MB,
             offload_fp32_state: bool = DEFAULT_FP32_STATE, overlap: str = "step", padded: bool = True,
+            fsdp: int = 1,
             cache_dir: str | None = None) -> Prediction:
     """Predict the memory of fine-tuning ``model`` with ``method`` (no weights are loaded).
 
@@ -332,9 +344,13 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         offload_fp32_state: the offload engine keeps fp32 moments + masters (False, the default:
             the weights' dtype).
         overlap: the offload engine's ``step`` or ``backward`` (only the copies per step differ).
+        fsdp: world size of ``train.parallel=fsdp``: weights, gradients and optimizer state are
+            rank 0's shards (dim 0 split in ``ceil(rows / fsdp)`` rows, as FSDP2 does), and the
+            total adds FSDP's transient unsharded working set (:func:`grass.memory.fsdp.working_set`).
+            1: one process, or DDP (every rank holds all of it).
 
     Raises:
-        GrassError: unknown method / precision / policy, or gamma out of range.
+        GrassError: unknown method / precision / policy, gamma out of range, ``fsdp < 1``.
     """
     if method not in METHODS:
         raise GrassError(f"unknown method '{method}'; valid methods: {', '.join(METHODS)}, all")
@@ -345,27 +361,33 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
     else:
         cfg = resolve_config(model, cache_dir) if isinstance(model, str) else model
         arch, name = arch_from_config(cfg), model if isinstance(model, str) else cfg.model_type
+    if fsdp < 1:
+        raise GrassError(f"fsdp must be a world size >= 1, got {fsdp}")
     w = F32 if precision == "fp32" else 2
-    P, L = param_tensors(arch), arch.layers
+    G, L = param_tensors(arch), arch.layers  # G: global tensors (counts); P: this rank's (bytes)
+    P = {k: shard_all(v, fsdp) for k, v in G.items()}
     layer_sz = [(t.numel, w) for t in P["layer"]]
     n_params = count_params(arch)
-    weights = n_params * w
+    weights = (_numel(P["embed"] + P["head"]) + L * _numel(P["layer"])) * w
     act_kw = dict(w=w, seq_len=seq_len, batch=batch, grad_ckpt=grad_ckpt, padded=padded, device=device,
                   lora=(lora_rank, lora_dropout))
-    details: dict = {"arch": asdict(arch), "layer_params": sum(t.numel for t in P["layer"]),
-                     "embed_params": sum(t.numel for t in P["embed"]), "head_params": sum(t.numel for t in P["head"])}
+    details: dict = {"arch": asdict(arch), "layer_params": _numel(G["layer"]), "embed_params": _numel(G["embed"]),
+                     "head_params": _numel(G["head"])}
     gamma, policy, label = None, None, method
     if method == "full":
         sizes = [(t.numel, w) for t in P["embed"] + P["head"]] + layer_sz * L
         trainable, grads = n_params, weights
+        grad_unit = max(_bytes(G["embed"] + G["head"], w), _bytes(G["layer"], w))
         opt = _adamw(sizes, device)
         act = activation_bytes(arch, ["train"] * L, head_trainable=True, norm_trainable=True, embed_trainable=True,
                                **act_kw)
     elif method in ("lora", "dora"):
-        ad = adapter_tensors(arch, lora_rank, method == "dora")
-        trainable = L * sum(t.numel for t in ad)
-        weights += F32 * trainable  # PEFT keeps adapters in fp32 even on bf16 weights
-        grads = F32 * trainable
+        ad_global = adapter_tensors(arch, lora_rank, method == "dora")
+        ad = shard_all(ad_global, fsdp)
+        trainable = L * _numel(ad_global)
+        weights += F32 * L * _numel(ad)  # PEFT keeps adapters in fp32 even on bf16 weights
+        grads = F32 * L * _numel(ad)
+        grad_unit = F32 * _numel(ad_global)
         opt = _adamw([(t.numel, F32) for t in ad] * L, device)
         act = activation_bytes(arch, [method] * L, head_trainable=False, norm_trainable=False, **act_kw)
         details["adapter_params_per_layer"] = sum(t.numel for t in ad)
@@ -379,9 +401,11 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             raise GrassError(f"unknown state policy '{policy}'; valid: {', '.join(STATE_POLICIES)}")
         label = f"{method} ({policy})"
         always = (P["embed"] if train_embeddings else []) + (P["head"] if train_head else [])
+        always_g = (G["embed"] if train_embeddings else []) + (G["head"] if train_head else [])
         layer_b = _bytes(P["layer"], w)
-        trainable = sum(t.numel for t in always) + gamma * sum(t.numel for t in P["layer"])
+        trainable = _numel(always_g) + gamma * _numel(G["layer"])
         grads = _bytes(always, w) + gamma * layer_b
+        grad_unit = max(_bytes(always_g, w), _bytes(G["layer"], w))
         if policy == "offload":
             units = ([(P["embed"], True)] if train_embeddings else []) + [(P["layer"], False)] * L
             units += [(P["head"], True)] if train_head else []
@@ -410,12 +434,17 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
     total = weights + grads + opt[0] + activations
     if method == "grass":
         total = max(weights + grads + opt[0] + details["update_activations"], details["probe_total"])
+    if fsdp > 1:
+        adapters = F32 * _numel(ad_global) if method in ("lora", "dora") else 0
+        details["fsdp_working_set"] = working_set(_bytes(G["embed"] + G["head"], w), _bytes(G["layer"], w) + adapters,
+                                                  grad_unit)
+        total += details["fsdp_working_set"]
     details["activation_parts"] = {k: v for k, v in act.items() if k != "peak"}
     return Prediction(model=name, method=method, label=label, precision=precision, seq_len=seq_len, batch=batch,
                       grad_ckpt=grad_ckpt, n_active_layers=gamma, state_policy=policy, device=device,
                       params=n_params + (trainable if method in ("lora", "dora") else 0),
                       trainable_params=trainable, weights=weights, grads=grads, optimizer_device=opt[0],
-                      optimizer_host=opt[1], activations=activations, total=total, details=details)
+                      optimizer_host=opt[1], activations=activations, total=total, details=details, fsdp=fsdp)
 
 
 def predict_all(model, **kw) -> list[Prediction]:

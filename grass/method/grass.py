@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from grass.distributed.shards import local_tensor, sum_over_shards
 from grass.layers import set_requires_grad
 from grass.layerwise import LayerwiseMethod
 from grass.method.config import GRASSConfig
@@ -50,31 +51,46 @@ class GRASS(LayerwiseMethod):
         # The RMS is not linear in the gradient, so the local RMS cannot be averaged instead. So
         # under DDP the probe measures the all-reduced gradient in on_after_backward; this costs no
         # memory beyond DDP's own buckets, of which the gradients are views (gradient_as_bucket_view).
+        # Under FSDP the hooks move to the sharded parameters (on_sharded), where FSDP2 calls them
+        # after the reduce-scatter: the probe frees each layer's shards as they arrive.
         from grass.distributed import ddp_active
 
         self._probe_in_hook = self.cfg.probe_in_hook and not ddp_active()
         # With overlap=backward the offload engine updates and frees each layer's gradient inside
         # backward, so the active layers' RMS is taken in the hook too (registered here, before the
-        # engine's hooks, so it runs first). overlap=backward is refused under DDP.
+        # engine's hooks, so it runs first). overlap=backward is refused under DDP and FSDP.
         self._active_in_hook = self.cfg.overlap == "backward" or self.measure_in_backward
+        self._register_hooks()
+        return model
+
+    def on_sharded(self, model: nn.Module) -> None:
+        """FSDP replaced the parameters: measure the probe in hooks on the sharded ones. FSDP2 runs a
+        sharded parameter's post-accumulate-grad hooks once its reduce-scattered shard is in
+        ``.grad``; the whole RMS is then the all-reduced sum of every rank's shard sums."""
+        super().on_sharded(model)
+        self._probe_in_hook = self.cfg.probe_in_hook
+        self._register_hooks()
+
+    def _register_hooks(self) -> None:
         if self._probe_in_hook or self._active_in_hook:
-            for i in range(n):
+            for i in range(len(self.lmap)):
                 for p in self.lmap.layer_params(i):
+                    flag = p.requires_grad
                     p.requires_grad_(True)  # torch only hooks tensors that require grad
                     p.register_post_accumulate_grad_hook(self._make_probe_hook(i))
-                    p.requires_grad_(False)
-        return model
+                    p.requires_grad_(flag)
 
     def _make_probe_hook(self, layer: int):
         def hook(p: torch.Tensor) -> None:
             # Only the step's last micro-batch holds the accumulated gradient the RMS is defined on.
             if p.grad is None or not self._last_micro:
                 return
+            sq = local_tensor(p.grad).detach().double().pow(2).sum()  # FSDP: this rank's shard
             if self._probing and self._probe_in_hook:
-                self._hook_sq[layer] = self._hook_sq[layer] + p.grad.detach().double().pow(2).sum()
+                self._hook_sq[layer] = self._hook_sq[layer] + sq
                 p.grad = None  # free at once: the probe updates nothing (and the engine skips it)
             elif not self._probing and self._active_in_hook:
-                self._hook_sq[layer] = self._hook_sq[layer] + p.grad.detach().double().pow(2).sum()
+                self._hook_sq[layer] = self._hook_sq[layer] + sq
         return hook
 
     def num_probe_steps(self) -> int:
@@ -115,19 +131,22 @@ class GRASS(LayerwiseMethod):
         self._last_micro = last_micro_batch
 
     def on_after_backward(self, step: int) -> None:
+        layers = list(range(len(self.lmap))) if self._probing else list(self.active)
+        in_hook = self._probe_in_hook if self._probing else self._active_in_hook
+        if layers:
+            sums = [self._hook_sq[i] if in_hook else grad_sq_sum(self.lmap.layer_params(i)) for i in layers]
+            dev = next((x.device for x in sums if torch.is_tensor(x)), torch.device("cpu"))
+            sq = torch.stack([torch.as_tensor(x, dtype=torch.float64, device=dev) for x in sums])
+            # FSDP: each rank summed its own shards; the whole gradient's sum is the sum over ranks
+            # (one all-reduce per step). DDP and one process: already whole, nothing to do.
+            sq = sum_over_shards(sq, self.lmap.layer_params(layers[0])).tolist()
+            for i, s in zip(layers, sq):
+                self.estimator.add(i, layer_rms(s, self._numel[i]))
         if self._probing:
-            for i in range(len(self.lmap)):
-                params = self.lmap.layer_params(i)
-                sq = self._hook_sq[i] if self._probe_in_hook else grad_sq_sum(params)
-                self.estimator.add(i, layer_rms(sq, self._numel[i]))
-                for p in params:
+            for i in layers:
+                for p in self.lmap.layer_params(i):
                     p.grad = None
-            self._hook_sq = [0.0] * len(self.lmap)
-        else:
-            for i in self.active:
-                sq = self._hook_sq[i] if self._active_in_hook else grad_sq_sum(self.lmap.layer_params(i))
-                self.estimator.add(i, layer_rms(sq, self._numel[i]))
-            self._hook_sq = [0.0] * len(self.lmap)
+        self._hook_sq = [0.0] * len(self.lmap)
 
     # -- sampling --------------------------------------------------------------------------------
     def probs(self) -> torch.Tensor:

@@ -11,11 +11,14 @@ import math
 
 import torch
 
+from grass.distributed.shards import local_tensor
+
 
 def grad_sq_sum(params) -> torch.Tensor:
     """Sum of squared gradient entries over ``params`` (float64 scalar, on the gradients' device:
-    one transfer per layer when it is read, not one per tensor)."""
-    sums = [p.grad.detach().double().pow(2).sum() for p in params if p.grad is not None]
+    one transfer per layer when it is read, not one per tensor). Under FSDP, of this rank's shards
+    only: the sum over ranks (:func:`grass.distributed.shards.sum_over_shards`) is the whole one."""
+    sums = [local_tensor(p.grad).detach().double().pow(2).sum() for p in params if p.grad is not None]
     return torch.stack(sums).sum() if sums else torch.zeros((), dtype=torch.float64)
 
 

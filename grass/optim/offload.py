@@ -23,7 +23,9 @@ both ``grass`` and ``lisa``. It is a drop-in ``torch.optim.Optimizer``:
 * ``overlap="backward"`` (beyond the paper) updates each unit from
   ``register_post_accumulate_grad_hook`` as soon as its gradients are complete
   (:mod:`grass.optim.offload_overlap`);
-* on a CPU-only machine nothing is offloaded: the state is used in place, same numbers.
+* on a CPU-only machine nothing is offloaded: the state is used in place, same numbers;
+* under FSDP (``DTensor`` parameters) every size, view and update is of this rank's local shard
+  (:func:`grass.distributed.shards.local_tensor`), so each rank holds and streams its own state.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import logging
 import torch
 from torch.optim.adam import adam as _functional_adam
 
+from grass.distributed.shards import local_tensor
 from grass.errors import ConfigError
 from grass.optim.host_memory import CopyFence
 from grass.optim.offload_checkpoint import load_into, state_dict_of
@@ -235,8 +238,8 @@ class LayerwiseOffloadAdamW(BackwardOverlap, torch.optim.Optimizer):
             p = store.params[j]
             if p.grad is None:
                 continue
-            weights = p.detach().view(-1)[s:e]
-            grad = p.grad.reshape(-1)[s:e]
+            weights = local_tensor(p).detach().view(-1)[s:e]  # FSDP: this rank's shard
+            grad = local_tensor(p.grad).reshape(-1)[s:e]
             if ms is not None:
                 if store.steps[j].item() == 0:
                     # Lazy master init at the first update (like torch's lazy state init), so a

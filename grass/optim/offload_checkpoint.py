@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 
+from grass.distributed.shards import local_tensor
 from grass.optim.offload_state import UnitStore
 
 
@@ -77,14 +78,15 @@ def load_into(stores: list[UnitStore], group: dict, state_dict: dict) -> None:
             i += 1
             if entry is None:
                 continue
-            if tuple(entry["exp_avg"].shape) != tuple(p.shape):
+            shape = tuple(local_tensor(p).shape)  # FSDP: this rank's shard
+            if tuple(entry["exp_avg"].shape) != shape:
                 raise ValueError(f"unit {s.name!r} parameter {j}: saved shape {tuple(entry['exp_avg'].shape)} "
-                                 f"!= {tuple(p.shape)}")
+                                 f"!= {shape}")
             s.steps[j] = entry["step"]
             ea[j].copy_(entry["exp_avg"])
             eas[j].copy_(entry["exp_avg_sq"])
             if ms[j] is not None:
                 # no saved master: the weights are the best value there is (a zero master would
                 # overwrite the weights with ~lr at the next step)
-                ms[j].copy_(entry["master"] if "master" in entry else p.detach())
+                ms[j].copy_(entry["master"] if "master" in entry else local_tensor(p).detach())
     group.update({k: copy.deepcopy(v) for k, v in groups[0].items() if k != "params"})

@@ -18,6 +18,7 @@ import torch
 
 from grass.errors import ConfigError
 from grass.optim.host_memory import CopyFence, pinned_zeros
+from grass.distributed.shards import local_tensor
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 # What the layer-wise configs and the memory planner default to (docs/offload.md, "Defaults"):
@@ -101,10 +102,10 @@ class UnitStore:
         offsets, master_offsets, n, m = [], [], 0, 0
         for p in params:
             offsets.append(n)
-            n += p.numel()
+            n += local_tensor(p).numel()  # FSDP: this rank's shard only (each rank owns its shards' state)
             if p.dtype in LOW_PRECISION and state_dtype == torch.float32:
                 master_offsets.append(m)
-                m += p.numel()
+                m += local_tensor(p).numel()
             else:
                 master_offsets.append(None)
         if pin and home_device.type == "cpu":
@@ -135,10 +136,11 @@ class UnitStore:
         n = self.numel
         ea, eas, ms = [], [], []
         for p, o, mo in zip(self.params, self.offsets, self.master_offsets):
-            k = p.numel()
-            ea.append(buf[o:o + k].view(p.shape))
-            eas.append(buf[n + o:n + o + k].view(p.shape))
-            ms.append(None if mo is None else buf[2 * n + mo:2 * n + mo + k].view(p.shape))
+            shape = local_tensor(p).shape
+            k = shape.numel()
+            ea.append(buf[o:o + k].view(shape))
+            eas.append(buf[n + o:n + o + k].view(shape))
+            ms.append(None if mo is None else buf[2 * n + mo:2 * n + mo + k].view(shape))
         return ea, eas, ms
 
     def nbytes(self) -> int:
@@ -241,7 +243,7 @@ def _split(unit: UnitStore, chunk_numel: int | None) -> list[Chunk]:
     for k, (a, b) in enumerate(bounds):
         pieces, m_start, m_end = [], None, None
         for j, p in enumerate(unit.params):
-            o, n = unit.offsets[j], p.numel()
+            o, n = unit.offsets[j], local_tensor(p).numel()
             s, e = max(a, o) - o, min(b, o + n) - o
             if s >= e:
                 continue
@@ -280,7 +282,7 @@ def validate_units(units, device) -> tuple[list[tuple[str, list[torch.nn.Paramet
             owner[id(p)] = name
             if p.dtype not in (torch.float32, *LOW_PRECISION):
                 raise ValueError(f"unit {name!r}: parameters must be float32, bfloat16 or float16, not {p.dtype}")
-            if not p.is_contiguous():
+            if not local_tensor(p).is_contiguous():
                 raise ValueError(f"unit {name!r}: parameter of shape {tuple(p.shape)} is not contiguous; "
                                  "the engine updates flat views of parameters")
     first = next((p for _, ps in units for p in ps), None)

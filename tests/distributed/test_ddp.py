@@ -74,6 +74,7 @@ class Recorder:
         self.model = None
         self.active: list[list[int]] = []
         self.rms: list[list[float] | None] = []
+        self.held: list[int | None] = []
         self.result_writes = 0
         self._saved = (train_module.load_model, train_module.get_method, train_module.write_result)
 
@@ -91,6 +92,9 @@ class Recorder:
 
             class Recorded(cls):
                 def on_after_backward(self, step):
+                    lmap = getattr(self, "lmap", None)  # decoder-layer gradients left after backward
+                    rec.held.append(None if lmap is None else sum(
+                        p.grad is not None for i in range(len(lmap)) for p in lmap.layer_params(i)))
                     super().on_after_backward(step)
                     rec.active.append(sorted(getattr(self, "active", [])))
                     est = getattr(self, "estimator", None)
@@ -108,9 +112,12 @@ class Recorder:
     def __exit__(self, *exc) -> None:
         self.tm.load_model, self.tm.get_method, self.tm.write_result = self._saved
 
-    def record(self, run_dir: Path, **extra) -> dict:
-        return {"state": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-                "active": self.active, "rms": self.rms, "result_writes": self.result_writes,
+    def record(self, run_dir: Path, state: dict | None = None, **extra) -> dict:
+        """What the tests compare; ``state``: the weights, if not the model's own state dict (FSDP
+        gathers its shards into one)."""
+        state = self.model.state_dict() if state is None else state
+        return {"state": {k: v.detach().clone() for k, v in state.items()},
+                "active": self.active, "rms": self.rms, "held": self.held, "result_writes": self.result_writes,
                 "run_dir": str(run_dir), **extra}
 
 

@@ -264,3 +264,30 @@ def test_default_grass_run_records_the_planned_device_state(tmp_path, monkeypatc
     assert p.optimizer_device <= 2 * p.details["offload"]["layer_state"]
     moved = [r["offload/h2d_mib"] for r in rows if r["updated"]]  # cumulative; the probe moves nothing
     assert len(moved) >= 2 and all(b > a for a, b in zip([0.0] + moved, moved))  # streams at every update step
+
+
+def test_fsdp_shards_like_torch_chunk():
+    """``--fsdp N``: rank 0's share of a tensor is its first chunk of ``torch.chunk(t, N)`` (FSDP2's
+    split), odd sizes and tensors smaller than the world included."""
+    from grass.memory.fsdp import shard
+    from grass.memory.model import Tensor
+
+    for rows, cols, n in [(5, 3, 2), (7, 4, 4), (1, 6, 8), (12, 1, 5), (3, 3, 1)]:
+        t = Tensor("w", rows * cols, rows=rows if cols > 1 else 0)
+        want = torch.chunk(torch.empty(rows, cols), n)[0].numel()
+        assert shard(t, n).numel == want, (rows, cols, n)
+
+
+def test_cli_fsdp_per_rank(capsys):
+    from grass.cli import main
+
+    def run(*extra):
+        assert main(["memory", "--model", "tiny-llama", "--method", "grass", "--device", "cpu", "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)[0]
+
+    one, two = run(), run("--fsdp", "2")
+    assert two["weights"] * 2 == one["weights"] and two["grads"] * 2 == one["grads"]
+    assert two["trainable_params"] == one["trainable_params"] and two["fsdp"] == 2
+    assert two["total"] > two["weights"] + two["grads"] + two["optimizer_device"] + two["activations"]  # working set
+    assert main(["memory", "--model", "tiny-llama", "--method", "full", "--fsdp", "0"]) == 2
+    assert "--fsdp must be positive" in capsys.readouterr().err

@@ -1,19 +1,19 @@
-"""torch.distributed for ``grass train``: data parallelism (DDP) on one node or across nodes.
+"""This process's place in a torch.distributed job: the process group, its device, the collectives.
 
 We do not invent our own distribution: processes are started by ``torchrun`` (which exports
 ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) or by a submitit
 multi-task job (``submitit.helpers.TorchDistributedEnvironment`` exports the same variables), and
 the process group is initialised with ``env://``: gloo on a CPU, nccl on CUDA, one device per local
 rank. :func:`init_distributed` returns a :class:`DistContext` (or None for a single process), which
-:func:`grass.train.train` uses to wrap the model, skip gradient sync on non-final micro-batches,
-average scalars and wait for rank 0.
+:func:`grass.train.train` configures with ``train.parallel`` and uses to shard or wrap the model,
+skip gradient sync on non-final micro-batches, average scalars and wait for rank 0.
 
 ``train.batch_size`` is per process: the global batch is ``batch_size x world_size x grad_accum``.
 Every rank reads the same data stream and takes its slice of each global batch; only rank 0
-writes config, metrics, result, checkpoints and W&B; every rank resumes from the same checkpoint.
+writes config, metrics, result and W&B; every rank resumes from the same checkpoint.
 
-Layer-wise methods (LISA, GRASS) change which parameters are trainable between periods. See
-:class:`TrainableSetDDP` for how DDP follows those changes.
+``train.parallel=ddp`` replicates the model (:mod:`grass.distributed.ddp`); ``fsdp`` shards
+parameters, gradients and optimizer state (:mod:`grass.distributed.fsdp`).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from grass.errors import ConfigError
 log = logging.getLogger(__name__)
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+PARALLELS = ("ddp", "fsdp")
 # Collective timeout. The other ranks wait at a barrier while rank 0 evaluates and saves the model,
 # which can take far longer than torch's defaults (10 min for nccl, 30 for gloo).
 DEFAULT_TIMEOUT_S = 2 * 3600
@@ -72,6 +73,8 @@ class DistContext:
         rank, world_size, local_rank: from the launcher's environment.
         device: this rank's device (the CPU, or the GPU of its local rank).
         backend: ``gloo`` (CPU) or ``nccl`` (CUDA).
+        parallel: ``ddp`` or ``fsdp`` (set by :meth:`configure` from ``train.parallel``).
+        precision: ``train.precision`` (FSDP's mixed precision policy follows it).
     """
 
     def __init__(self, rank: int, world_size: int, local_rank: int, device: torch.device, backend: str,
@@ -79,7 +82,8 @@ class DistContext:
         self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
         self.device, self.backend = device, backend
         self._owns_group = owns_group
-        self.wrapped: TrainableSetDDP | None = None
+        self.parallel, self.precision = "ddp", "fp32"
+        self.wrapped = None  # the TrainableSetDDP / ShardedModel of the current run
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -140,9 +144,44 @@ class DistContext:
         return f"DistContext(rank={self.rank}, world_size={self.world_size}, device={self.device}, {self.backend})"
 
     # -- what train() uses -----------------------------------------------------------------------
-    def wrap(self, model: nn.Module) -> "TrainableSetDDP":
-        """The model to run forward/backward through: DDP over the currently trainable parameters."""
-        self.wrapped = TrainableSetDDP(model, self)
+    def configure(self, cfg) -> None:
+        """Take ``train.parallel`` and ``train.precision`` from a run config; refuse combinations the
+        chosen strategy cannot run (before the run directory exists).
+
+        Raises:
+            ConfigError: unknown ``train.parallel``, or an option FSDP does not support.
+        """
+        if cfg.train.parallel not in PARALLELS:
+            raise ConfigError(f"train.parallel must be one of {', '.join(PARALLELS)}; got '{cfg.train.parallel}'")
+        self.parallel, self.precision = cfg.train.parallel, cfg.train.precision
+        if self.sharded:
+            from grass.distributed.fsdp import check_supported
+
+            check_supported(cfg)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether parameters are sharded over the ranks (``train.parallel=fsdp``)."""
+        return self.parallel == "fsdp"
+
+    def shard(self, model: nn.Module) -> nn.Module:
+        """FSDP only: ``fully_shard`` every decoder layer and the root, in place (see
+        :func:`grass.distributed.fsdp.shard_model`). Call before building the optimizer."""
+        from grass.distributed.fsdp import shard_model
+
+        return shard_model(model, self)
+
+    def wrap(self, model: nn.Module):
+        """The model to run forward/backward through: DDP over the currently trainable parameters,
+        or, under FSDP, the sharded model behind a check that all ranks train the same set."""
+        if self.sharded:
+            from grass.distributed.fsdp import ShardedModel
+
+            self.wrapped = ShardedModel(model, self)
+        else:
+            from grass.distributed.ddp import TrainableSetDDP
+
+            self.wrapped = TrainableSetDDP(model, self)
         return self.wrapped
 
     def no_sync(self, ddp_model):
@@ -173,116 +212,41 @@ class DistContext:
         return bool(t.item() > 0)
 
     def barrier(self) -> None:
+        """Wait until every rank gets here."""
         if self.backend == "nccl":
             tdist.barrier(device_ids=[self.device.index])
         else:
             tdist.barrier()
 
 
-class TrainableSetDDP:
-    """DDP over the parameters trainable *now*, rebuilt whenever that set changes.
+def trainable_key(module: nn.Module) -> tuple[int, ...]:
+    """Positions of the parameters that require grad now (``module.parameters()`` visits them in
+    the same order on every rank, tied ones once)."""
+    return tuple(i for i, p in enumerate(module.parameters()) if p.requires_grad)
 
-    Why a rebuild. DDP decides at construction which parameters it synchronises: it registers its
-    autograd hooks and lays out its gradient buckets for the parameters with ``requires_grad=True``
-    at that moment, and expects a gradient for each of them in every synced backward. LISA and GRASS
-    toggle ``requires_grad`` between periods (and GRASS's probe trains every decoder layer but not
-    the embeddings). With one DDP built at step 0, a layer that becomes trainable later has no hook
-    and is *silently not all-reduced* (every rank steps with its own local gradient and the replicas
-    drift apart), and a layer that stops training leaves its bucket waiting ("Expected to have
-    finished reduction in the prior iteration").
 
-    Alternatives considered:
+def check_same_trainable(module: nn.Module, key: tuple[int, ...], ctx: DistContext) -> None:
+    """Raise unless every rank trains the same parameters (one all-reduce of a flag per tensor).
 
-    * one DDP over every parameter (all ``requires_grad`` at construction) with
-      ``find_unused_parameters=True``: correct, but buckets for the whole model (a full-model
-      gradient buffer, the memory LISA/GRASS exist to avoid), every bucket all-reduced every step
-      (zeros for frozen layers: full fine-tuning's traffic), and an autograd-graph walk per step.
-      ``skip_all_reduce_unused_params`` trims the traffic, not the buffers or the walk;
-    * ``static_graph=True``: requires the same used parameters in every iteration, which a switch
-      breaks;
-    * all-reducing ``.grad`` by hand after backward: correct but serial (no overlap of
-      communication with backward) and a re-implementation of DDP.
-
-    Rebuilding keeps DDP's overlap, buckets and traffic proportional to the *trainable* parameters,
-    and needs ``find_unused_parameters=False`` (each period's trainable parameters are all used in
-    every forward). Its cost is one DDP construction per switch (every ``switch_every`` steps): no
-    parameter broadcast after the first build (``init_sync=False``: the replicas are identical, since
-    every rank applies the same all-reduced update), a cross-rank check that every rank switched to
-    the same set (one all-reduce of a flag per parameter) and the bucket allocation. The change is
-    detected here, at every forward (a pass over ``requires_grad`` flags), so no method has to
-    remember to signal it, resume included; trainability must only change between optimizer steps
-    (which is where LISA and GRASS switch).
-
-    ``gradient_as_bucket_view=True`` makes the gradients views of DDP's buckets, so DDP adds no
-    second copy of the gradients (GRASS's probe relies on this, see :mod:`grass.method.grass`).
-    Buffers are not re-broadcast at each forward (``forward_sync_buffers=False``): the models here
-    have only deterministic buffers (rotary frequencies).
+    Raises:
+        RuntimeError: naming a few parameters the ranks disagree on.
     """
-
-    def __init__(self, module: nn.Module, ctx: DistContext):
-        self.module = module
-        self.ctx = ctx
-        self._ddp: nn.Module | None = None
-        self._key: tuple[int, ...] | None = None
-        self._synced = False  # whether a DDP build has broadcast rank 0's weights yet
-        self.builds = 0
-        self.current()  # the first build broadcasts rank 0's weights (init_sync)
-
-    def _trainable(self) -> tuple[int, ...]:
-        # module.parameters() visits parameters in the same order on every rank (tied ones once).
-        return tuple(i for i, p in enumerate(self.module.parameters()) if p.requires_grad)
-
-    def _check_same_on_all_ranks(self, key: tuple[int, ...]) -> None:
-        params = list(self.module.parameters())
-        flags = torch.zeros(len(params), dtype=torch.int32)
-        flags[list(key)] = 1
-        total = self.ctx.sum(flags)
-        bad = ((total != 0) & (total != self.ctx.world_size)).nonzero().flatten().tolist()
-        if bad:
-            names = [n for i, (n, _) in enumerate(self.module.named_parameters()) if i in set(bad[:5])]
-            raise RuntimeError(f"ranks disagree on which parameters are trainable ({len(bad)} differ, e.g. "
-                               f"{', '.join(names)}); layer sampling must be seeded identically on every rank")
-
-    def current(self) -> nn.Module | None:
-        """The DDP module for the current trainable set (None when nothing is trainable)."""
-        key = self._trainable()
-        if key == self._key:
-            return self._ddp
-        self._check_same_on_all_ranks(key)
-        self._ddp = None  # drop the old buckets before allocating new ones
-        if key:
-            from torch.nn.parallel import DistributedDataParallel
-
-            dev = self.ctx.device
-            self._ddp = DistributedDataParallel(
-                self.module, device_ids=[dev.index] if dev.type == "cuda" else None,
-                init_sync=not self._synced, find_unused_parameters=False, gradient_as_bucket_view=True,
-                forward_sync_buffers=False)
-            self._synced = True
-            self.builds += 1
-        self._key = key
-        log.debug("DDP rebuilt over %d trainable parameter tensors (build %d)", len(key), self.builds)
-        return self._ddp
-
-    def __call__(self, *args, **kwargs):
-        ddp = self.current()
-        return (ddp if ddp is not None else self.module)(*args, **kwargs)
-
-    @contextlib.contextmanager
-    def no_sync(self):
-        ddp = self.current()
-        if ddp is None:
-            yield
-        else:
-            with ddp.no_sync():
-                yield
+    params = list(module.parameters())
+    flags = torch.zeros(len(params), dtype=torch.int32)
+    flags[list(key)] = 1
+    total = ctx.sum(flags)
+    bad = ((total != 0) & (total != ctx.world_size)).nonzero().flatten().tolist()
+    if bad:
+        names = [n for i, (n, _) in enumerate(module.named_parameters()) if i in set(bad[:5])]
+        raise RuntimeError(f"ranks disagree on which parameters are trainable ({len(bad)} differ, e.g. "
+                           f"{', '.join(names)}); layer sampling must be seeded identically on every rank")
 
 
 def init_distributed(train_device: str = "auto", timeout_s: float | None = None) -> DistContext | None:
     """A :class:`DistContext` when this process is one of several, else None.
 
     * under ``torchrun`` (or any launcher exporting ``RANK``/``WORLD_SIZE``/``MASTER_*``):
-      ``WORLD_SIZE > 1`` starts DDP;
+      ``WORLD_SIZE > 1`` joins the process group (DDP or FSDP is chosen by ``train.parallel``);
     * in a submitit job (``$SUBMITIT_EXECUTOR`` set) with more than one task: submitit's
       ``TorchDistributedEnvironment`` provides the same variables.
     """
