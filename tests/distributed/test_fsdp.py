@@ -66,6 +66,45 @@ def full_state(model) -> dict:
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
 
 
+def offload_units(model) -> list:
+    """The layer-wise units of the offload engine: embeddings, each decoder layer, head."""
+    from grass.layers import find_layers
+
+    lmap = find_layers(model)
+    return [("embed", lmap.embed_params), *[(f"layer.{i}", lmap.layer_params(i)) for i in range(len(lmap))],
+            ("head", lmap.head_params)]
+
+
+def engine_vs_adamw(ctx=None) -> dict:
+    """Three AdamW steps on tiny-llama by the offload engine through its staging slots (simulated on
+    the CPU) and by torch.optim.AdamW; sharded over ``ctx`` when given. Returns the engine's
+    weights, the largest difference to torch's, and the engine's state bytes."""
+    import copy
+
+    from grass.models.load import load_model
+    from grass.optim.offload import LayerwiseOffloadAdamW
+
+    torch.manual_seed(0)
+    a, _ = load_model("tiny-llama")
+    b = copy.deepcopy(a)
+    if ctx is not None:
+        from grass.distributed.fsdp import shard_model
+
+        shard_model(a, ctx)
+        shard_model(b, ctx)
+    engine = LayerwiseOffloadAdamW(offload_units(a), lr=1e-2, weight_decay=0.1, _simulate_offload=True)
+    adamw = torch.optim.AdamW(b.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)
+    ids = torch.randint(3, 250, (2, 16), generator=torch.Generator().manual_seed(1))
+    for _ in range(3):
+        for model, opt in ((a, engine), (b, adamw)):
+            model(input_ids=ids, labels=ids).loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    wa, wb = (full_state(m) if ctx is not None else m.state_dict() for m in (a, b))
+    return {"weights": {k: v.detach().clone() for k, v in wa.items()},
+            "max_diff": max(float((wa[k] - wb[k]).abs().max()) for k in wa), "state_bytes": engine.state_bytes()}
+
+
 # -- the torchrun worker --------------------------------------------------------------------------
 def _worker(out: Path, data: Path) -> None:
     torch.set_num_threads(1)
@@ -109,6 +148,9 @@ def _worker(out: Path, data: Path) -> None:
         ctx.barrier()
         run(f"resume-{method}", fsdp_overrides(method, out / "runs", data, experiment=f"resume-{method}"),
             preempted_at=len(calls))
+
+    # The offload engine's staging path (simulated on the CPU) on the local shards of DTensors.
+    torch.save(engine_vs_adamw(ctx), out / f"engine.rank{ctx.rank}.pt")
 
     # The command line under torchrun: save the model (gathered to rank 0), evaluate on both ranks.
     rc = cli_main(["train", "--no-progress", *fsdp_overrides("grass", out / "runs", data, experiment="cli"),
@@ -329,6 +371,19 @@ def test_fsdp_bf16_under_submitit(launched, one_proc):
     run_dir = Path(results[0]["run_dir"])
     assert len(list(run_dir.parent.glob("*/result.json"))) == 1
     assert losses(run_dir) == pytest.approx(losses(one_proc["bf16"]["run_dir"]), rel=BF16_RTOL)
+
+
+def test_fsdp_offload_engine_on_shards(two_proc):
+    """The offload engine, staging its state through (simulated) device slots, updates each rank's
+    local shards exactly as torch AdamW updates the DTensor parameters, and matches the unsharded
+    engine; each rank's host state is half of one process's (each rank offloads its own shards)."""
+    one = engine_vs_adamw()
+    for rec in ranks(two_proc, "engine"):
+        assert rec["max_diff"] < 1e-6 and one["max_diff"] < 1e-6
+        assert max(float((rec["weights"][k] - one["weights"][k]).abs().max()) for k in one["weights"]) < 1e-5
+        host, host_one = rec["state_bytes"]["host"], one["state_bytes"]["host"]
+        assert host > 0 and host == pytest.approx(host_one / 2, rel=1e-2)
+        assert rec["state_bytes"]["device"] * 2 == pytest.approx(one["state_bytes"]["device"], rel=1e-2)
 
 
 def test_fsdp_cli_under_torchrun(two_proc, one_proc):
