@@ -123,7 +123,10 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
 
 def _method_run_config(method: str, fields: dict[str, Any]) -> RunConfig:
     """Validate ``fields`` as ``method.<field>`` overrides, through the config machinery of ``grass train``."""
-    return config_from_dicts([{"method": {"name": method, **fields}, "train": {"max_steps": _UNBOUNDED}}])
+    # Accumulation and clipping come from TrainingArguments at on_init_end (checked there against
+    # overlap=backward in Trainer's own terms); until then they are neutral placeholders.
+    return config_from_dicts([{"method": {"name": method, **fields},
+                               "train": {"max_steps": _UNBOUNDED, "grad_accum": 1, "max_grad_norm": 0.0}}])
 
 
 class LayerwiseCallback(TrainerCallback):
