@@ -21,6 +21,8 @@ OUT_OF_RANGE: dict[str, list] = {
     "seed": [-1, 2 ** 32],
     "data.max_examples": [0, -3],
     "data.heldout": [0, -1],
+    "method.switch_block_every": [0, -5],
+    "method.start_block": [-1],
     "train.max_steps": [0, -1],
     "train.batch_size": [0],
     "train.grad_accum": [0],
@@ -54,7 +56,8 @@ OUT_OF_RANGE: dict[str, list] = {
 }
 # String fields with a fixed set of values: a value outside it.
 CHOICES = {"model.dtype", "model.init", "train.precision", "train.device", "train.save_model", "log.wandb",
-           "method.name", "method.state_policy", "method.normalize", "method.mode", "method.overlap"}
+           "method.name", "method.state_policy", "method.normalize", "method.mode", "method.overlap",
+           "train.parallel", "method.switch_mode"}
 # Fields that accept any value of their type, and why.
 NO_RANGE = {
     "model.name": "any HF id or folder: checked when the model loads (tests/unit/test_bad_input_cli.py)",
