@@ -15,11 +15,9 @@ docs/memory.md states every formula; in short:
   ``optimizer.step()``, before ``zero_grad``): exact, not estimates (tests/unit/memory/test_memory_model.py).
   ``torch.optim.AdamW``: ``exp_avg`` + ``exp_avg_sq`` in the parameter's dtype, created at a
   parameter's first update, plus a 4-byte float32 ``step`` tensor per parameter tensor (on the
-  host on CUDA). The offload engine (:mod:`grass.optim.offload`): one fp32 buffer per unit,
-  ``2N + M`` floats (M = fp32 master copies of bf16 weights), allocated for every unit at
-  construction, plus the 4-byte steps; on CUDA two layer-sized staging slots plus one per
-  embeddings/head unit (or, chunked, two chunk-sized slots) are on the device and the rest in
-  pinned host memory.
+  host on CUDA). The offload engine (:mod:`grass.optim.offload`): every unit's state allocated
+  at construction, in the weights' dtype or fp32 with masters; on CUDA its staging slots are on
+  the device and the rest in pinned host memory (docs/offload.md has the layout and defaults).
 * Activations are an analytic estimate (bytes saved for backward per token and layer, plus the
   fp32 log-softmax peak of the loss); see :func:`activation_bytes` and docs/memory.md.
 
