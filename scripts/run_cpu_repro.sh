@@ -1,17 +1,39 @@
 #!/usr/bin/env bash
 # Run the cpu_repro grid in the order that decides the paper's claims soonest, into the committed
 # results folder: per seed, the arithmetic LISA / GRASS / GRASS* triple (claims b and c), then full
-# and LoRA on arithmetic, then commonsense. Finished runs are skipped, so this resumes after any
-# interruption; commit results/ as runs finish. One thread per process.
-#   bash scripts/run_cpu_repro.sh [--max-parallel 2]
+# and LoRA on arithmetic, then commonsense. Runs are dealt round-robin to LANES sequential lanes
+# (default 2: two processes, one thread each), so no core idles while a seed's triple finishes.
+# Finished runs are skipped, so this resumes after any interruption; commit results/ as runs finish.
+#   bash scripts/run_cpu_repro.sh [LANES]
+# GRASS_REPRO_RUNS_DIR overrides the runs dir (default results/); GRASS_DATA_DIR must name the
+# LLM-Adapters data (the arithmetic task reads math_data.json from it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code, whatever is pip-installed
+: "${GRASS_DATA_DIR:?set GRASS_DATA_DIR to the LLM-Adapters data folder (see DESIGN.md section 5)}"
 runs="${GRASS_REPRO_RUNS_DIR:-results}"
-# A checkpoint every 10 steps: a killed run (not only a signalled one) resumes; it is not part of the run id.
-launch() { grass launch cpu_repro --cluster local --runs-dir "$runs" --set train.checkpoint_every=10 "$@"; }
+lanes="${1:-2}"
+
+math_layerwise=("method.name=lisa" "method.name=grass --only method.mode=adaptive"
+                "method.name=grass --only method.mode=static")
+order=()
 for seed in 0 1 2 3 4 5 6 7; do
-  launch --only data.train=math --only method.name=lisa,grass --only seed=$seed "${@}"
+  for m in "${math_layerwise[@]}"; do order+=("data.train=math --only $m --only seed=$seed"); done
 done
-launch --only data.train=math --only method.name=full,lora "${@}"
-launch --only data.train=commonsense "${@}"
+for seed in 0 1 2; do
+  for m in full lora; do order+=("data.train=math --only method.name=$m --only seed=$seed"); done
+done
+for seed in 0 1 2; do
+  for m in full lora "${math_layerwise[@]}"; do order+=("data.train=commonsense --only $m --only seed=$seed"); done
+done
+
+lane() {
+  for ((k = $1; k < ${#order[@]}; k += lanes)); do
+    # shellcheck disable=SC2086  # each entry is several --only words on purpose
+    python -m grass.cli launch cpu_repro --cluster local --runs-dir "$runs" --set train.checkpoint_every=10 \
+      --only ${order[k]} || echo "lane $1: run $k (${order[k]}) did not finish; rerun this script to resume"
+  done
+}
+for ((i = 0; i < lanes; i++)); do lane "$i" & done
+wait
