@@ -4,7 +4,8 @@
 # and LoRA on arithmetic, then commonsense. Runs are dealt round-robin to LANES sequential lanes
 # (default 2: two processes, one thread each), so no core idles while a seed's triple finishes.
 # Finished runs are skipped, so this resumes after any interruption; commit results/ as runs finish.
-#   bash scripts/run_cpu_repro.sh [LANES]
+#   bash scripts/run_cpu_repro.sh [LANES [LANE]]   (LANE: run only that lane, e.g. to start the
+#                                                  second one later on a core that was busy)
 # GRASS_REPRO_RUNS_DIR overrides the runs dir (default results/); GRASS_DATA_DIR must name the
 # LLM-Adapters data (the arithmetic task reads math_data.json from it).
 set -euo pipefail
@@ -14,6 +15,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code, wha
 : "${GRASS_DATA_DIR:?set GRASS_DATA_DIR to the LLM-Adapters data folder (see DESIGN.md section 5)}"
 runs="${GRASS_REPRO_RUNS_DIR:-results}"
 lanes="${1:-2}"
+only="${2:-}"
 
 math_layerwise=("method.name=lisa" "method.name=grass --only method.mode=adaptive"
                 "method.name=grass --only method.mode=static")
@@ -35,5 +37,5 @@ lane() {
       --only ${order[k]} || echo "lane $1: run $k (${order[k]}) did not finish; rerun this script to resume"
   done
 }
-for ((i = 0; i < lanes; i++)); do lane "$i" & done
+for ((i = 0; i < lanes; i++)); do [[ -z "$only" || "$only" == "$i" ]] && lane "$i" & done
 wait
