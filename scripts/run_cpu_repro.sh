@@ -9,10 +9,12 @@
 # GRASS_REPRO_RUNS_DIR overrides the runs dir (default results/); GRASS_DATA_DIR must name the
 # LLM-Adapters data (the arithmetic task reads math_data.json from it).
 set -euo pipefail
+# Run inside the project's virtual environment (. .venv/bin/activate).
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code, whatever is pip-installed
 : "${GRASS_DATA_DIR:?set GRASS_DATA_DIR to the LLM-Adapters data folder (see DESIGN.md section 5)}"
+python -c "import omegaconf, torch" 2>/dev/null || { echo "run inside the project's venv: . .venv/bin/activate" >&2; exit 2; }
 runs="${GRASS_REPRO_RUNS_DIR:-results}"
 lanes="${1:-2}"
 only="${2:-}"
@@ -27,14 +29,18 @@ for seed in 0 1 2; do
   for m in full lora; do order+=("data.train=math --only method.name=$m --only seed=$seed"); done
 done
 for seed in 0 1 2; do
-  for m in full lora "${math_layerwise[@]}"; do order+=("data.train=commonsense --only $m --only seed=$seed"); done
+  for m in method.name=full method.name=lora "${math_layerwise[@]}"; do order+=("data.train=commonsense --only $m --only seed=$seed"); done
 done
 
 lane() {
   for ((k = $1; k < ${#order[@]}; k += lanes)); do
     # shellcheck disable=SC2086  # each entry is several --only words on purpose
+    rc=0
     python -m grass.cli launch cpu_repro --cluster local --runs-dir "$runs" --set train.checkpoint_every=10 \
-      --only ${order[k]} || echo "lane $1: run $k (${order[k]}) did not finish; rerun this script to resume"
+      --only ${order[k]} || rc=$?
+    # 2 is bad input (the same for every run): stop; anything else is this run's failure: go on.
+    if ((rc == 2)); then echo "lane $1: stopped by bad input" >&2; return 2; fi
+    ((rc == 0)) || echo "lane $1: run $k (${order[k]}) did not finish; rerun this script to resume" >&2
   done
 }
 for ((i = 0; i < lanes; i++)); do [[ -z "$only" || "$only" == "$i" ]] && lane "$i" & done
