@@ -1,22 +1,13 @@
 """Analytic activation memory of a fine-tuning step (bytes saved for backward), per method.
 
-Split from :mod:`grass.memory.model`, which calls :func:`activation_bytes`; docs/memory.md gives
+Used by :mod:`grass.memory.model`, which calls :func:`activation_bytes`; docs/memory.md gives
 the formulas and :class:`grass.memory.tracker.ActivationTracker` measures the same quantity.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from grass.memory.arch import Arch, param_tensors
 
 F32 = 4  # bytes of a float32
-
-if TYPE_CHECKING:  # the estimate needs the architecture record only for its fields
-    from grass.memory.model import Arch
-
-
-def param_tensors(arch):
-    from grass.memory.model import param_tensors as _pt  # late: grass.memory.model imports this module
-
-    return _pt(arch)
 
 
 def _layer_act(a: Arch, mode: str, w: int, s: int, masked: bool, device: str, lora: tuple[int, float]) -> float:

@@ -12,7 +12,8 @@ import torch
 
 from grass.config import load_config
 from grass.errors import GrassError
-from grass.memory.model import GIB, PRECISIONS, arch_from_config, count_params, predict, predict_all
+from grass.memory.arch import arch_from_config, count_params
+from grass.memory.model import GIB, PRECISIONS, predict, predict_all
 from grass.memory.tracker import ActivationTracker
 from grass.models.configs import resolve_config
 from grass.models.presets import PRESETS
@@ -270,7 +271,7 @@ def test_fsdp_shards_like_torch_chunk():
     """``--fsdp N``: rank 0's share of a tensor is its first chunk of ``torch.chunk(t, N)`` (FSDP2's
     split), odd sizes and tensors smaller than the world included."""
     from grass.memory.fsdp import shard
-    from grass.memory.model import Tensor
+    from grass.memory.arch import Tensor
 
     for rows, cols, n in [(5, 3, 2), (7, 4, 4), (1, 6, 8), (12, 1, 5), (3, 3, 1)]:
         t = Tensor("w", rows * cols, rows=rows if cols > 1 else 0)

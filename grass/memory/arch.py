@@ -1,0 +1,144 @@
+"""A decoder LM's architecture as the memory planner sees it: shape facts and parameter tensors.
+
+:func:`arch_from_config` normalizes an HF config; :func:`param_tensors` and :func:`adapter_tensors`
+list the tensors by unit exactly as the model (and PEFT's ``all-linear`` LoRA/DoRA) creates them.
+:mod:`grass.memory.model` and :mod:`grass.memory.activations` both build on this module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from grass.errors import GrassError
+
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
+GEMMA_LIKE = ("gemma", "gemma2", "gemma3_text")
+GPT2_LIKE = ("gpt2",)
+
+@dataclass(frozen=True)
+class Arch:
+    """The shape facts of a decoder LM that memory depends on."""
+
+    family: str  # llama | gemma | gpt2
+    model_type: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied: bool
+    positions: int = 0  # GPT-2's learned position embeddings
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    norms_per_layer: int = 2
+    qk_norm: bool = False
+    sliding_window: int = 0
+    n_sliding: int = 0  # layers that attend through a sliding-window mask
+    rope_sets: int = 1  # Gemma 3 has a local and a global RoPE table
+    dropout: float = 0.0  # GPT-2's attention / residual / embedding dropout in training
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+
+def arch_from_config(cfg) -> Arch:
+    """Normalize an HF config (text part of a multimodal one) into an :class:`Arch`.
+
+    Raises:
+        GrassError: an architecture family the model does not describe.
+    """
+    if hasattr(cfg, "get_text_config"):
+        cfg = cfg.get_text_config()
+    mt = cfg.model_type
+    tied = bool(getattr(cfg, "tie_word_embeddings", True))
+    if mt in GPT2_LIKE:
+        h = cfg.n_embd
+        return Arch("gpt2", mt, h, cfg.n_layer, cfg.n_head, cfg.n_head, h // cfg.n_head, cfg.n_inner or 4 * h,
+                    cfg.vocab_size, tied, positions=cfg.n_positions, qkv_bias=True, o_bias=True, mlp_bias=True,
+                    dropout=float(max(cfg.attn_pdrop, cfg.resid_pdrop, cfg.embd_pdrop)))
+    if mt in LLAMA_LIKE or mt in GEMMA_LIKE:
+        h, nh = cfg.hidden_size, cfg.num_attention_heads
+        nkv = getattr(cfg, "num_key_value_heads", None) or nh
+        hd = getattr(cfg, "head_dim", None) or h // nh
+        attn_bias = bool(getattr(cfg, "attention_bias", False))
+        qkv_bias, o_bias = (True, False) if mt == "qwen2" else (attn_bias, attn_bias)
+        types = list(getattr(cfg, "layer_types", None) or [])
+        window = getattr(cfg, "sliding_window", None) or 0
+        n_sliding = sum(t == "sliding_attention" for t in types) if window else 0
+        fam = "gemma" if mt in GEMMA_LIKE else "llama"
+        return Arch(fam, mt, h, cfg.num_hidden_layers, nh, nkv, hd, cfg.intermediate_size, cfg.vocab_size, tied,
+                    qkv_bias=qkv_bias, o_bias=o_bias, mlp_bias=bool(getattr(cfg, "mlp_bias", False)),
+                    norms_per_layer=2 if mt in ("gemma", *LLAMA_LIKE) else 4,
+                    qk_norm=mt in ("qwen3", "gemma3_text"), sliding_window=window, n_sliding=n_sliding,
+                    rope_sets=2 if mt == "gemma3_text" else 1)
+    raise GrassError(f"the memory model does not know model_type '{mt}'; supported: "
+                     f"{', '.join(LLAMA_LIKE + GEMMA_LIKE + GPT2_LIKE)}")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One parameter tensor: ``linear=(in, out)`` marks a weight that ``all-linear`` LoRA adapts;
+    ``rows`` is its dim 0 (what FSDP shards; 0 = a 1-D tensor, ``rows == numel``)."""
+
+    name: str
+    numel: int
+    linear: tuple[int, int] | None = None
+    rows: int = 0
+
+
+def _lin(name: str, n_in: int, n_out: int, bias: bool, conv1d: bool = False) -> list[Tensor]:
+    # nn.Linear stores (out, in); GPT-2's Conv1D stores (in, out)
+    w = Tensor(name, n_in * n_out, (n_in, n_out), rows=n_in if conv1d else n_out)
+    return [w] + ([Tensor(name + ".bias", n_out)] if bias else [])
+
+
+def param_tensors(arch: Arch) -> dict[str, list[Tensor]]:
+    """Parameter tensors by unit: ``embed`` (input + position embeddings), ``layer`` (ONE decoder
+    block; all blocks are alike), ``head`` (final norm and an untied LM head), as
+    :func:`grass.layers.find_layers` splits them."""
+    h, i, a = arch.hidden, arch.intermediate, arch
+    embed = [Tensor("embed", a.vocab * h, rows=a.vocab)]
+    if a.family == "gpt2":
+        embed.append(Tensor("wpe", a.positions * h, rows=a.positions))
+        layer = [Tensor("ln_1.weight", h), Tensor("ln_1.bias", h), *_lin("c_attn", h, 3 * h, True, True),
+                 *_lin("attn.c_proj", h, h, True, True), Tensor("ln_2.weight", h), Tensor("ln_2.bias", h),
+                 *_lin("c_fc", h, i, True, True), *_lin("mlp.c_proj", i, h, True, True)]
+        head = [Tensor("ln_f.weight", h), Tensor("ln_f.bias", h)]
+    else:
+        layer = [*_lin("q_proj", h, a.q_dim, a.qkv_bias), *_lin("k_proj", h, a.kv_dim, a.qkv_bias),
+                 *_lin("v_proj", h, a.kv_dim, a.qkv_bias), *_lin("o_proj", a.q_dim, h, a.o_bias),
+                 *_lin("gate_proj", h, i, a.mlp_bias), *_lin("up_proj", h, i, a.mlp_bias),
+                 *_lin("down_proj", i, h, a.mlp_bias)]
+        layer += [Tensor(f"norm{k}", h) for k in range(a.norms_per_layer)]
+        if a.qk_norm:
+            layer += [Tensor("q_norm", a.head_dim), Tensor("k_norm", a.head_dim)]
+        head = [Tensor("norm", h)]
+    if not a.tied:
+        head.append(Tensor("lm_head", a.vocab * h, rows=a.vocab))
+    return {"embed": embed, "layer": layer, "head": head}
+
+
+def adapter_tensors(arch: Arch, rank: int = 8, dora: bool = False) -> list[Tensor]:
+    """LoRA (DoRA) tensors PEFT adds to ONE decoder block for ``target_modules='all-linear'``."""
+    out = []
+    for t in param_tensors(arch)["layer"]:
+        if t.linear:
+            n_in, n_out = t.linear
+            out += [Tensor(t.name + ".lora_A", rank * n_in, rows=rank),
+                    Tensor(t.name + ".lora_B", n_out * rank, rows=n_out)]
+            if dora:
+                out.append(Tensor(t.name + ".lora_magnitude_vector", n_out))
+    return out
+
+
+def count_params(arch: Arch) -> int:
+    """Distinct parameters of the base model (tied weights once)."""
+    p = param_tensors(arch)
+    return sum(t.numel for t in p["embed"] + p["head"]) + arch.layers * sum(t.numel for t in p["layer"])
