@@ -15,7 +15,8 @@ from grass.errors import GrassError
 
 # module providing add_commands(subparsers), in the order `grass --help` lists them
 COMMAND_MODULES = (
-    "grass.commands",        # train, eval, config
+    "grass.commands",        # train, config
+    "grass.eval.commands",   # eval
     "grass.data.commands",   # data list | download
     "experiments.commands",  # launch, status
     "analysis.commands",     # tables, plots, report

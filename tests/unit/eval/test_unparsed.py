@@ -42,7 +42,7 @@ def test_unparsed_share_is_recorded_and_logged(scripted, caplog):
 
 def test_grass_eval_prints_unparsed_beside_accuracy(scripted, monkeypatch, tmp_path, capsys):
     from grass.cli import main
-    from grass.data import commands
+    from grass.eval import commands
 
     monkeypatch.setattr(commands, "load_eval_model", lambda spec, dtype, tokenizer=None: (scripted, None, spec))
     monkeypatch.setattr("grass.data.check_benchmarks_available", lambda names: None)
