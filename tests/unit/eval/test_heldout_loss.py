@@ -21,22 +21,35 @@ def test_ratio_mean_se_by_hand():
     assert ratio_mean_se([1.0, 5.0], [0, 0]) == pytest.approx((math.nan, math.nan), nan_ok=True)
 
 
-def test_heldout_loss_is_the_token_mean_of_the_models_own_loss():
-    torch.manual_seed(0)
-    model, tok = load_model("tiny-llama")
-    examples = [{"instruction": f"Say {w}.", "input": "", "output": w * (i + 1)} for i, w in enumerate("abcde")]
-    out = heldout_loss(model, tok, examples, seq_len=64, batch_size=2, device=torch.device("cpu"))
-    # reference: one example at a time, HF's loss is the token mean over that example's labels
-    total, tokens = 0.0, 0
+def _one_at_a_time(model, tok, examples, seq_len):
+    """Reference: each example alone, HF's own loss (the token mean over its labels) times its tokens."""
+    sums, counts = [], []
     with torch.no_grad():
         for ex in examples:
-            batch = Collator(tok.pad_token_id)([encode_example(tok, ex, 64)[0]])
+            batch = Collator(tok.pad_token_id)([encode_example(tok, ex, seq_len)[0]])
             n = int((batch["labels"][:, 1:] != -100).sum())
-            total += float(model(**batch).loss) * n
-            tokens += n
-    assert out["loss/heldout"] == pytest.approx(total / tokens, rel=1e-5)
-    assert out["loss/heldout_tokens"] == tokens and out["loss/heldout_n"] == 5
-    assert out["loss/heldout_se"] > 0
+            sums.append(float(model(**batch).loss) * n)
+            counts.append(n)
+    return ratio_mean_se(sums, counts), sum(counts)
+
+
+@pytest.mark.parametrize("adapter", [False, True])
+def test_heldout_loss_is_the_token_mean_of_the_models_own_loss(adapter):
+    torch.manual_seed(0)
+    model, tok = load_model("tiny-llama")
+    if adapter:  # PEFT passes the forward's keyword arguments through to the base model
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    # prompts and responses of different lengths: a batch's examples start their responses at
+    # different positions, and sorting by length regroups them
+    examples = [{"instruction": "Say " + "please " * (7 - 2 * i) + w + ".", "input": "", "output": w * (i + 1)}
+                for i, w in enumerate("abcde")] + [{"instruction": "Nothing?", "input": "", "output": "no " * 9}]
+    out = heldout_loss(model, tok, examples, seq_len=64, batch_size=3, device=torch.device("cpu"))
+    (mean, se), tokens = _one_at_a_time(model, tok, examples, 64)
+    assert out["loss/heldout"] == pytest.approx(mean, rel=1e-5)
+    assert out["loss/heldout_se"] == pytest.approx(se, rel=1e-4) and se > 0
+    assert out["loss/heldout_tokens"] == tokens and out["loss/heldout_n"] == 6
 
 
 def test_train_records_heldout_loss_in_metrics_and_result(runs_dir, fixed_batch_file, tmp_path):
