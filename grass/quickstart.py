@@ -22,7 +22,7 @@ def run_quickstart(budget: str | None = None, runs_dir: str | None = None, out=p
     """Train and evaluate what is not finished, then write tables, figures and report.
 
     Args:
-        budget: ``small`` (CPU, about 15 minutes on 2 cores), ``paper`` (GPU: longer training,
+        budget: ``small`` (CPU, about 8 minutes on 2 idle cores), ``paper`` (GPU: longer training,
             more evaluation items) or ``tiny`` (a tiny random model: checks the wiring in under a
             minute); default: ``paper`` when CUDA is available, else ``small``.
         runs_dir: root of run directories (default ``$GRASS_RUNS_DIR`` or ``./runs``).
