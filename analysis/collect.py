@@ -252,6 +252,7 @@ def memory_gib(runs: pd.DataFrame) -> tuple[pd.Series, str]:
     peak = runs.get("mem/peak_device_gib")
     if peak is not None and peak.notna().all():
         return peak.astype(float), PEAK_LABEL
-    parts = [runs.get(c, pd.Series(0.0, index=runs.index)).astype(float).fillna(0.0)
+    # A run that recorded none of them (unfinished) stays NaN: a blank cell, not a zero.
+    parts = [runs.get(c, pd.Series(float("nan"), index=runs.index)).astype(float)
              for c in ("mem/params_gib", "mem/grads_gib", "mem/optimizer_state_device_gib")]
     return sum(parts), FALLBACK_LABEL

@@ -139,7 +139,7 @@ def plot_loss_curves(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> Fi
     return fig
 
 
-def _heldout_series(run: pd.Series, m: pd.DataFrame) -> pd.DataFrame:
+def heldout_series(run: pd.Series, m: pd.DataFrame) -> pd.DataFrame:
     """One run's held-out loss (and standard error) by step: the logged rows, then the final value."""
     cols = ["loss/heldout", "loss/heldout_se"]
     rows = m.dropna(subset=["loss/heldout"]).reindex(columns=["step"] + cols) if "loss/heldout" in m else \
@@ -158,7 +158,7 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
     ± 1.96 standard errors over the held-out examples. A loss measured only at the end is one
     point per method, with an error bar of the same width.
     """
-    series = {d: _heldout_series(r, metrics.get(d, pd.DataFrame()))
+    series = {d: heldout_series(r, metrics.get(d, pd.DataFrame()))
               for d, r in runs.set_index("run_dir").iterrows()}
     have = runs[runs["run_dir"].map(lambda d: not series[d].empty)]
     if have.empty:

@@ -208,7 +208,7 @@ def _ours(runs: pd.DataFrame, key: str) -> str:
     """Our measurement closest to the paper figure ``key`` on one model's runs, as text."""
     mem, mem_label = memory_gib(runs)
     unit = "GiB peak" if mem_label.startswith("peak") else "GiB w+g+opt"
-    by_method = mem.groupby(runs["method"]).mean()
+    by_method = mem.groupby(runs["method"]).mean().dropna()  # a method whose runs recorded nothing: "–"
     acc = runs.groupby("method")["acc/avg"].mean() if "acc/avg" in runs else pd.Series(dtype=float)
     if key.startswith("peak_mem/"):
         m = key.split("/")[1]

@@ -87,3 +87,18 @@ def test_identical_draws_make_claim_c_inconclusive_with_the_reason(tmp_path):
     text = out.read_text()
     assert "drew exactly the same active sets" in text
     assert "| 0 | 0 |" in text  # seed 0: no draw differs
+
+
+def test_runs_in_progress_are_refused_or_previewed_on_request(tmp_path, capsys):
+    for method, mode in (("lisa", None), ("grass", "adaptive")):
+        _run(tmp_path, method, "math", 0, 0.6, mode=mode, profile=[1, 2, 3, 4, 5, 6])
+    for result in (tmp_path / "repro").glob("*/result.json"):
+        result.unlink()  # still training: a config and the metrics logged so far
+    out = tmp_path / "reproduction.md"
+    assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--out", str(out)]) == 2
+    assert "--include-unfinished" in capsys.readouterr().err and not out.exists()
+    assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--out", str(out),
+                 "--include-unfinished"]) == 0
+    text = out.read_text()
+    assert "**Preview**" in text and "2 run(s): grass x1, lisa x1." in text
+    assert "nan" not in text.lower() and " 0 GiB" not in text  # nothing recorded yet is blank, not zero
