@@ -266,8 +266,8 @@ def _figures(coll: Collection, metrics: dict[str, pd.DataFrame], extra: dict, fi
                 frame = pd.concat(curves, axis=1)
                 mean, sd = frame.mean(axis=1), frame.std(axis=1, ddof=1).fillna(0)
                 color = method_color(key.rstrip("*"))
-                ax.plot(mean.index, mean, label=f"{key} (n={frame.shape[1]})", color=color,
-                        linestyle="--" if key.endswith("*") else "-")
+                ax.plot(mean.index, mean, label=f"{key} (n={frame.shape[1]})", color=color, marker="o", ms=3,
+                        linestyle="--" if key.endswith("*") else "-")  # markers: a lone point still shows
                 ax.fill_between(mean.index, mean - sd, mean + sd, color=color, alpha=0.15)
             ax.set_title(f"{task}: held-out loss (mean ± std over seeds)")
             ax.set_xlabel("step")
