@@ -11,8 +11,9 @@ Layer-wise settings: gamma = 2 of the 30 layers, a new active set every 8 steps 
 alike, so a LISA run draws 25 sets and a GRASS run 24 (after its probe); the MGN refresh period
 equals the switch period. Learning rates follow one rule per method family (not tuned per
 seed): the full-parameter methods (full, lisa, grass) share one rate, LoRA gets 10x, the usual
-adapter ratio. These two rates are conventions for a 135M model, not yet the outcome of a sweep on
-this machine (a sweep of each family at three rates is the next budget's first item).
+adapter ratio. These two rates are conventions for a 135M model; ``cpu_lr_sweep`` measures each
+family at three rates at this budget (chosen by held-out loss on a different split), and
+``scripts/run_cpu_repro.sh`` runs it first: if it picks another rate, the grid moves to it (new run ids).
 
 Seeds are spent where a claim is decided: 8 for lisa, grass and GRASS* on arithmetic (claims b
 and c compare them pairwise per seed), 3 for full and lora there and for every method on

@@ -178,3 +178,20 @@ def test_cpu_repro_meets_the_issue_budget():
         seeds[key] = seeds.get(key, 0) + 1
     assert seeds[("math", "lisa", None)] == seeds[("math", "grass", "adaptive")] == seeds[("math", "grass", "static")] == 8
     assert all(n >= 3 for n in seeds.values())
+
+
+def test_cpu_lr_sweep_trains_like_cpu_repro_and_selects_on_other_examples():
+    """The sweep's runs differ from cpu_repro's arithmetic runs only in the rate, the held-out salt
+    (the rate is chosen on examples no reported figure uses), the evaluation (none) and when the
+    held-out loss is logged."""
+    repro = {r.cfg.method.name: r.cfg for r in expand(get_experiment("cpu_repro"))
+             if r.cfg.data.train == "math" and r.cfg.seed == 0 and getattr(r.cfg.method, "mode", None) != "static"}
+    sweep = expand(get_experiment("cpu_lr_sweep"))
+    assert sorted((r.cfg.method.name, r.cfg.train.lr) for r in sweep) == \
+        [("lisa", 3e-5), ("lisa", 1e-4), ("lisa", 3e-4), ("lora", 3e-4), ("lora", 1e-3), ("lora", 3e-3)]
+    for r in sweep:
+        ref = repro[r.cfg.method.name]
+        assert r.cfg.data.heldout == ref.data.heldout and r.cfg.data.heldout_seed != ref.data.heldout_seed
+        assert r.cfg.eval.benchmarks == [] and r.cfg.eval.heldout_loss
+        assert r.cfg.train == type(ref.train)(**{**vars(ref.train), "lr": r.cfg.train.lr})
+        assert r.cfg.method == ref.method
