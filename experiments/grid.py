@@ -73,7 +73,16 @@ def _labels(axis: str, values: list) -> list[dict]:
     return out
 
 
-def _points(exp: Experiment) -> Iterable[tuple[dict, dict]]:
+def _points(exp: Experiment) -> list[tuple[dict, dict]]:
+    """(dotted deltas, display point) for every grid point, in ``exp.run_order`` (see there)."""
+    points = list(_grid_points(exp))
+    if not exp.run_order:
+        return points
+    keyed = sorted(range(len(points)), key=lambda i: (exp.priority(points[i][0]), points[i][0]["seed"], i))
+    return [points[i] for i in keyed]
+
+
+def _grid_points(exp: Experiment) -> Iterable[tuple[dict, dict]]:
     """(dotted deltas, display point) for every grid point, seeds innermost."""
     keys = list(exp.axes)
     labels = {k: _labels(k, list(exp.axes[k])) for k in keys}
@@ -98,7 +107,7 @@ def _axis_keys(exp: Experiment) -> set[str]:
 
 def expand(exp: Experiment, *, budget: Optional[str] = None, overrides: Iterable[str] = (),
            runs_dir: Optional[str] = None, only: Iterable[str] = ()) -> list[Run]:
-    """All runs of ``exp``, in grid order (axes in declared order, seeds innermost).
+    """All runs of ``exp``, in its ``run_order`` (default: axes in declared order, seeds innermost).
 
     Args:
         exp: the experiment.

@@ -47,6 +47,12 @@ def nest(dotted: dict[str, Any]) -> dict:
     return out
 
 
+def _matches(settings: dict[str, Any], match: dict) -> bool:
+    """Whether flattened ``settings`` hold every ``match`` value (a list or tuple: any of its values)."""
+    return all((settings.get(k) in v) if isinstance(v, (list, tuple)) else settings.get(k) == v
+               for k, v in flatten(match).items())
+
+
 @dataclass(frozen=True)
 class Resources:
     """What one run of the experiment needs from a cluster. ``None`` = take the profile's value.
@@ -91,6 +97,11 @@ class Experiment:
             (dotted key -> value, or a list of accepted values) get ``seeds`` instead of
             ``seeds``; the first matching entry wins. Spends seeds where a comparison is decided,
             e.g. more seeds for the layer-wise methods on one task.
+        run_order: ``[match, ...]``: the order runs are launched in (and listed, and take SLURM
+            array indices). Runs matching the first entry come first, then the second, ..., then
+            the rest; within one group seed-major (every grid point of seed 0, then seed 1, ...),
+            so a grid interrupted at any point has finished the comparisons it decides first.
+            Empty: grid order (axes in declared order, seeds innermost).
     """
 
     name: str
@@ -103,6 +114,7 @@ class Experiment:
     description: str = ""
     budgets: dict = field(default_factory=dict)
     seed_plan: list = field(default_factory=list)
+    run_order: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -123,6 +135,8 @@ class Experiment:
             if not ok or not seeds or len(set(seeds)) != len(seeds):
                 raise ConfigError(f"experiment '{self.name}': each seed_plan entry is (match dict, seeds without "
                                   f"repeats), got {entry!r}")
+        if not all(isinstance(m, dict) for m in self.run_order):
+            raise ConfigError(f"experiment '{self.name}': run_order is a list of match dicts, got {self.run_order!r}")
         for budget, delta in self.budgets.items():
             if not isinstance(delta, dict):
                 raise ConfigError(f"experiment '{self.name}': budget '{budget}' must be a dict of config deltas")
@@ -144,10 +158,13 @@ class Experiment:
     def seeds_for(self, settings: dict[str, Any]) -> list:
         """The seeds of a grid point, from its flattened axis settings (see ``seed_plan``)."""
         for match, seeds in self.seed_plan:
-            if all((settings.get(k) in v) if isinstance(v, (list, tuple)) else settings.get(k) == v
-                   for k, v in flatten(match).items()):
+            if _matches(settings, match):
                 return list(seeds)
         return list(self.seeds)
+
+    def priority(self, settings: dict[str, Any]) -> int:
+        """Index of the first ``run_order`` entry a run's settings match (``len(run_order)``: none)."""
+        return next((i for i, match in enumerate(self.run_order) if _matches(settings, match)), len(self.run_order))
 
     @property
     def grid_size(self) -> int:

@@ -22,7 +22,7 @@ python -c 'import importlib.metadata as m; m.distribution("gemma3-270m-q4-k-m-gg
 for model in "${models[@]}"; do
   [ "$(left)" -gt 60 ] || break
   echo "== $model: $(left) s left"
-  timeout --signal=INT "$(left)" bash scripts/run_cpu_repro.sh --budget gpu --max-parallel 3 --set "model.name=$model" \
+  timeout --signal=INT "$(left)" bash scripts/run_cpu_repro.sh --parallel 3 --no-sweep --budget gpu --set "model.name=$model" \
     || echo "stopped (time limit or a failed run); finished runs are kept"
 done
 for verb in tables plots report; do

@@ -66,6 +66,9 @@ EXPERIMENT = Experiment(
     axes={"data.train": TASKS, "method.name": METHODS},
     seeds=[0, 1, 2],
     seed_plan=[({"data.train": "math", "method.name": ["lisa", "grass"]}, list(range(8)))],
+    # Launch order: the arithmetic LISA / GRASS / GRASS* triple seed by seed (claims b and c), then
+    # full and LoRA on arithmetic, then commonsense.
+    run_order=[{"data.train": "math", "method.name": ["lisa", "grass"]}, {"data.train": "math"}],
     resources=Resources(cpus=1, time_min=180),
     feeds=["docs/reproduction.md"],
     budgets={
@@ -76,7 +79,7 @@ EXPERIMENT = Experiment(
     },
     description="2 tasks x 5 methods: 3 x 8 + 2 x 3 arithmetic runs and 5 x 3 commonsense runs = 45 runs. "
                 "Launch with the committed results folder as runs dir so finished runs are skipped: "
-                "`grass launch cpu_repro --cluster local --runs-dir results --max-parallel 2` "
-                "(one thread per process). A run takes 30-45 min on one fp32 core of this machine "
+                "`bash scripts/run_cpu_repro.sh` (the learning-rate sweep, then this grid, two one-thread "
+                "processes). A run takes 30-45 min on one fp32 core of this machine "
                 "(training ~25 min, evaluation 5-15 min).",
 )

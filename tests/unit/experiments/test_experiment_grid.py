@@ -195,3 +195,26 @@ def test_cpu_lr_sweep_trains_like_cpu_repro_and_selects_on_other_examples():
         assert r.cfg.eval.benchmarks == [] and r.cfg.eval.heldout_loss
         assert r.cfg.train == type(ref.train)(**{**vars(ref.train), "lr": r.cfg.train.lr})
         assert r.cfg.method == ref.method
+
+
+def test_run_order_launches_the_deciding_runs_first_seed_by_seed():
+    exp = Experiment(name="ordered", question="q?", base={"model.name": "tiny-llama"},
+                     axes={"data.train": ["math", "commonsense"], "method.name": ["full", "lisa", "grass"]},
+                     seeds=[0, 1], run_order=[{"data.train": "math", "method.name": ["lisa", "grass"]},
+                                              {"data.train": "math"}])
+    order = [(r.cfg.data.train, r.cfg.method.name, r.cfg.seed) for r in expand(exp)]
+    assert order == [("math", "lisa", 0), ("math", "grass", 0), ("math", "lisa", 1), ("math", "grass", 1),
+                     ("math", "full", 0), ("math", "full", 1),
+                     *[("commonsense", m, s) for s in (0, 1) for m in ("full", "lisa", "grass")]]
+    unordered = Experiment(name="ordered", question="q?", base={"model.name": "tiny-llama"}, axes=exp.axes,
+                           seeds=[0, 1])
+    assert sorted(r.run_id for r in expand(unordered)) == sorted(r.run_id for r in expand(exp))
+    with pytest.raises(ConfigError, match="run_order"):
+        Experiment(name="bad", question="q?", run_order=["math"])
+
+
+def test_cpu_repro_decides_claims_b_and_c_first():
+    first = [(r.cfg.method.name, getattr(r.cfg.method, "mode", None), r.cfg.seed)
+             for r in expand(get_experiment("cpu_repro"))][:6]
+    assert first == [("lisa", None, 0), ("grass", "adaptive", 0), ("grass", "static", 0),
+                     ("lisa", None, 1), ("grass", "adaptive", 1), ("grass", "static", 1)]
