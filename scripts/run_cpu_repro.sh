@@ -32,9 +32,10 @@ launch() {
   python -m grass.cli launch "$1" --cluster local --runs-dir "${GRASS_REPRO_RUNS_DIR:-results}" \
     --max-parallel "$parallel" --set train.checkpoint_every=10 "${passthrough[@]}"
 }
-# A failed run does not stop the grid (the launcher reports it and goes on); bad input does (exit 2).
+# A failed sweep run does not hold the grid back (the launcher reported it); bad input (2) and an
+# interruption (Ctrl-C: 130) stop here.
 rc=0
 if ((sweep)); then launch cpu_lr_sweep || rc=$?; fi
-((rc == 2)) && exit 2
+if ((rc == 2 || rc >= 128)); then exit "$rc"; fi
 launch cpu_repro || rc=$?
 exit "$rc"
