@@ -76,6 +76,9 @@ class Paired:
         return "reproduced" if better else "not reproduced"
 
     def text(self, digits: int = 4) -> str:
+        if self.n < 2:  # no spread to show: say so rather than print "± nan"
+            return (f"{self.a} - {self.b} on {self.task}, {self.metric}: {self.mean:+.{digits}f} "
+                    f"(one seed: no standard error, no test)")
         t, s = self.p_values()
         return (f"{self.a} - {self.b} on {self.task}, {self.metric}: {self.mean:+.{digits}f} ± {self.se:.{digits}f} "
                 f"(mean ± s.e. over {self.n} seeds; paired t p={t:.3g}, sign p={s:.3g})")
