@@ -169,10 +169,10 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
     for ax, model in zip(axes, models):
         sel = have[have["model"] == model]
         steps = sorted({s for d in sel["run_dir"] for s in series[d].index})
+        grouped = list(groups(sel))
         # Losses measured only at one (the same) step: side by side around it, not on one vertical line.
-        n_groups = len(list(groups(sel)))
-        dodge = (lambda i: 0.6 * (i - (n_groups - 1) / 2) / max(1, n_groups - 1)) if len(steps) == 1 else (lambda i: 0.0)
-        for i, ((method, _, _, variant), g) in enumerate(groups(sel)):
+        spread = 0.6 / max(1, len(grouped) - 1) if len(steps) == 1 else 0.0
+        for i, ((method, _, _, variant), g) in enumerate(grouped):
             curves = pd.concat({d: series[d]["loss/heldout"] for d in g["run_dir"]}, axis=1)
             color = method_color(method)
             mean = curves.mean(axis=1)
@@ -181,7 +181,7 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
             else:
                 half = Z95 * series[g["run_dir"].iloc[0]]["loss/heldout_se"].fillna(0.0)
             # A band needs two steps; a loss measured only at the end gets an error bar instead.
-            ax.errorbar(mean.index + dodge(i), mean, yerr=half if len(mean) == 1 else None, capsize=4, color=color,
+            ax.errorbar(mean.index + spread * (i - (len(grouped) - 1) / 2), mean, yerr=half if len(mean) == 1 else None, capsize=4, color=color,
                         marker=".", ls=LINESTYLES[style[(method, variant)] % len(LINESTYLES)],
                         label=label(method, variant) + (f" ({len(g)} seeds)" if len(g) > 1 else ""))
             if len(mean) > 1:
