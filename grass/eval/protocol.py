@@ -19,6 +19,7 @@ import re
 import time
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from grass.data import load_benchmark, resolve_benchmarks
 from grass.data.benchmarks import get_benchmark
@@ -99,9 +100,32 @@ def generation_budgets(benchmarks: list[str], max_new_tokens: int | None) -> dic
     return {n: max_new_tokens or DEFAULT_NEW_TOKENS[get_benchmark(n).kind] for n in resolve_benchmarks(benchmarks)}
 
 
+NEXT_BLOCK = "### "  # where the template's next block starts: the response ends there
+
+
 def _cut(text: str) -> str:
-    i = text.find("### ")
+    i = text.find(NEXT_BLOCK)
     return text[:i] if i >= 0 else text
+
+
+class StopAtNextBlock(StoppingCriteria):
+    """Stops each row of a batch once its response holds :data:`NEXT_BLOCK`.
+
+    Everything from the marker on is cut anyway (:func:`_cut`), so generating it only costs time: a
+    batch used to run to its full budget whenever one row rambled into a made-up next task. The
+    check decodes the row's new tokens as the final decode does, so the marker is found exactly
+    where :func:`_cut` finds it (for byte-level tokenizers without space clean-up, which is every
+    model we ship; with ``clean_up_tokenization_spaces`` a merge across the marker could in
+    principle move it).
+    """
+
+    def __init__(self, tokenizer, prompt_width: int):
+        self.tokenizer = tokenizer
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width:], skip_special_tokens=True)
+        return torch.tensor([NEXT_BLOCK in t for t in texts], dtype=torch.bool, device=input_ids.device)
 
 
 def _prompt_ids(tokenizer, example: dict) -> list[int]:
@@ -113,10 +137,14 @@ def _prompt_ids(tokenizer, example: dict) -> list[int]:
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, examples: list[dict], *, batch_size: int, max_new_tokens: int, device) -> list[str]:
-    """Greedy responses to the prompts of ``examples`` (left-padded batches, stop at EOS).
+def generate(model, tokenizer, examples: list[dict], *, batch_size: int, max_new_tokens: int, device,
+             stop_at_next_block: bool = True) -> list[str]:
+    """Greedy responses to the prompts of ``examples`` (left-padded batches, a row stops at EOS).
 
-    Prompts are batched by length (fewer pad tokens); the returned list is in input order.
+    Prompts are batched by length (fewer pad tokens); the returned list is in input order. With
+    ``stop_at_next_block`` a row also stops where :func:`_cut` would cut it (:class:`StopAtNextBlock`):
+    the same responses, sooner. ``False`` generates the full budget (to measure the difference:
+    ``scripts/benchmark_generation_stop.py``).
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [_prompt_ids(tokenizer, ex) for ex in examples]
@@ -142,7 +170,9 @@ def generate(model, tokenizer, examples: list[dict], *, batch_size: int, max_new
             mask[row, width - len(encoded[i]):] = 1
         gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                              do_sample=False, num_beams=1, use_cache=True, pad_token_id=pad_id,
-                             eos_token_id=tokenizer.eos_token_id, temperature=None, top_p=None, top_k=None)
+                             eos_token_id=tokenizer.eos_token_id, temperature=None, top_p=None, top_k=None,
+                             stopping_criteria=StoppingCriteriaList(
+                                 [StopAtNextBlock(tokenizer, width)] if stop_at_next_block else []))
         for row, i in enumerate(idx):
             out[i] = _cut(tokenizer.decode(gen[row, width:], skip_special_tokens=True))
     return out

@@ -91,6 +91,47 @@ def test_batched_left_padded_generation_equals_one_by_one(one_thread):
     assert tok.padding_side == "right"
 
 
+def test_generation_stops_where_the_response_is_cut(one_thread, monkeypatch):
+    """Stopping at the next block gives exactly the responses that the full budget gives after the
+    cut, in a batch where only some rows reach the marker, and stops sooner. A random model never
+    writes '### ', so the marker is set to a character one row writes late (mostly it writes
+    incomplete UTF-8, decoded as U+FFFD)."""
+    from grass.eval import protocol
+    from grass.models.load import load_model
+
+    torch.manual_seed(0)
+    model, tok = load_model("tiny-llama")
+    exs = [{"instruction": "Hi", "input": ""}, {"instruction": "A much longer instruction with many words."},
+           {"instruction": "Mid length", "input": "with input"}]
+    full = generate(model, tok, exs, batch_size=3, max_new_tokens=16, device="cpu", stop_at_next_block=False)
+    row, marker = next((r, c) for r, text in enumerate(full) for i, c in enumerate(text)
+                       if i >= 2 and c != "\ufffd" and text.index(c) == i)
+    monkeypatch.setattr(protocol, "NEXT_BLOCK", marker)
+    stopped = generate(model, tok, exs, batch_size=3, max_new_tokens=16, device="cpu")
+    assert stopped == [protocol._cut(r) for r in full]
+    assert stopped[row] != full[row] and any(marker not in r for r in full)  # another row ran its budget
+
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    generate(model, tok, exs[row:row + 1], batch_size=1, max_new_tokens=16, device="cpu")
+    assert len(calls) < 16
+
+
+def test_stop_criterion_waits_for_the_whole_marker():
+    """'### ' spans tokens ('###' then ' Instruction'): a row stops only once the space is there,
+    and each row of a batch on its own."""
+    from grass.eval.protocol import StopAtNextBlock
+    from grass.models.load import byte_tokenizer
+
+    tok = byte_tokenizer()
+    prompt = tok("### Response:\n", add_special_tokens=False)["input_ids"]
+    rows = ["The answer is 5.\n\n###", "The answer is 5.\n\n### I", "no marker at all here!"]
+    ids = [tok(r, add_special_tokens=False)["input_ids"] for r in rows]
+    width = max(map(len, ids))
+    batch = torch.tensor([prompt + i + [tok.pad_token_id] * (width - len(i)) for i in ids])
+    assert StopAtNextBlock(tok, len(prompt))(batch, None).tolist() == [False, True, False]
+
+
 def test_prompts_longer_than_the_context_are_cut(one_thread):
     """tiny-gpt2 has 1,024 learned positions; a longer prompt must not index past them."""
     from grass.models.load import load_model
@@ -98,3 +139,22 @@ def test_prompts_longer_than_the_context_are_cut(one_thread):
     model, tok = load_model("tiny-gpt2")
     out = generate(model, tok, [{"instruction": "word " * 300}], batch_size=1, max_new_tokens=3, device="cpu")
     assert isinstance(out[0], str)
+
+
+def test_generation_stop_benchmark_script(one_thread, tmp_path, capsys):
+    """scripts/benchmark_generation_stop.py: both passes, a JSON report, exit 2 on a missing weights file."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "scripts" / "benchmark_generation_stop.py"
+    spec = importlib.util.spec_from_file_location("benchmark_generation_stop", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "stop.json"
+    assert script.main(["--weights", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
+    assert "--weights" in capsys.readouterr().err and not out.exists()
+    assert script.main(["--model", "tiny-llama", "--limit", "3", "--batch-size", "2", "--max-new-tokens", "6",
+                        "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["items"] == 3 and report["responses_differing"] == 0 and report["seconds_stop"] > 0
