@@ -7,6 +7,7 @@
 # installed.
 #   bash scripts/gpu_minigrid.sh [OUT_DIR]        (default: $OUT, else ./gpu_minigrid)
 set -uo pipefail
+set -m  # background jobs get their own process group and keep SIGINT (without job control they ignore it)
 cd "$(dirname "$0")/.."
 out="${1:-${OUT:-gpu_minigrid}}"
 mkdir -p "$out"
@@ -22,8 +23,14 @@ python -c 'import importlib.metadata as m; m.distribution("gemma3-270m-q4-k-m-gg
 for model in "${models[@]}"; do
   [ "$(left)" -gt 60 ] || break
   echo "== $model: $(left) s left"
-  timeout --signal=INT "$(left)" bash scripts/run_cpu_repro.sh --parallel 3 --no-sweep --budget gpu --set "model.name=$model" \
-    || echo "stopped (time limit or a failed run); finished runs are kept"
+  # Time is up: Ctrl-C (runs stop at their next step boundary, checkpoint saved), and a second one
+  # (kill) if a run is still busy 60 s later, e.g. in its final evaluation.
+  bash scripts/run_cpu_repro.sh --parallel 3 --no-sweep --budget gpu --set "model.name=$model" &
+  grid=$!
+  (sleep "$(left)"; kill -INT -- "-$grid"; sleep 60; kill -INT -- "-$grid") 2>/dev/null &
+  watchdog=$!
+  wait "$grid" || echo "stopped (time limit or a failed run); finished runs are kept"
+  kill -- "-$watchdog" 2>/dev/null
 done
 for verb in tables plots report; do
   grass "$verb" cpu_repro --runs-dir "$out/runs" --out "$out/analysis" --include-unfinished >> "$out/analysis.log" 2>&1

@@ -164,16 +164,29 @@ def run_local(runs: list[Run], max_parallel: int = 1, out: Callable[[str], None]
                 out(line)
             time.sleep(0.2)
     except KeyboardInterrupt:
-        out(f"interrupted: stopping {len(active)} run(s) at their next step boundary...")
-        for proc in active:
-            proc.send_signal(signal.SIGTERM)
-        for proc in active:
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_local(list(active), out)
         raise
     return bad
+
+
+def _stop_local(procs: list[subprocess.Popen], out: Callable[[str], None]) -> None:
+    """Ask each run to stop at its next step boundary (it saves a checkpoint there) and wait for it.
+
+    No time limit: a step boundary can be minutes away (a held-out evaluation runs there), and a
+    run killed before it loses the steps since its last periodic checkpoint. A second Ctrl-C kills
+    the runs at once.
+    """
+    out(f"interrupted: stopping {len(procs)} run(s) at their next step boundary (checkpoint saved; "
+        "Ctrl-C again kills them, losing the steps since their last periodic checkpoint)...")
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        for proc in procs:
+            proc.wait()
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.kill()
+        out("killed; each run resumes from its last periodic checkpoint")
 
 
 def run_debug(runs: list[Run], out: Callable[[str], None] = say) -> int:

@@ -141,3 +141,34 @@ def test_experiments_lists_every_definition(capsys):
                  "sensitivity", "lr_sweep"):
         assert f"\n{name} " in "\n" + out
     assert "[budgets: small, paper, tiny]" in out
+
+
+class _FakeRun:
+    """A local run's process: records the signals it gets; ``wait`` may be interrupted."""
+
+    def __init__(self, interrupt_wait: bool = False):
+        self.signals, self.killed, self.interrupt_wait = [], False, interrupt_wait
+
+    def send_signal(self, signum):
+        self.signals.append(signum)
+
+    def wait(self, timeout=None):
+        assert timeout is None, "a step boundary can be minutes away (held-out evaluation): no time limit"
+        if self.interrupt_wait:
+            raise KeyboardInterrupt
+
+    def kill(self):
+        self.killed = True
+
+
+def test_local_runs_stop_at_their_step_boundary_and_a_second_ctrl_c_kills():
+    from slurm.launch import _stop_local
+
+    lines = []
+    procs = [_FakeRun(), _FakeRun()]
+    _stop_local(procs, lines.append)
+    assert [p.signals for p in procs] == [[signal.SIGTERM]] * 2 and not any(p.killed for p in procs)
+    assert "Ctrl-C again" in lines[0]
+    procs = [_FakeRun(interrupt_wait=True), _FakeRun()]
+    _stop_local(procs, lines.append)
+    assert all(p.killed for p in procs) and "last periodic checkpoint" in lines[-1]
