@@ -7,42 +7,12 @@ import gc
 
 import pytest
 import torch
-
 import torch.nn.functional as F
-from torch import nn
 
 from grass.optim import host_memory
 from grass.optim.offload import LayerwiseOffloadAdamW
-
-V, D = 32, 16
-HP = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-
-
-class Tiny(nn.Module):
-    """Embedding, 4 residual Linear "layers", head (as in test_offload.py)."""
-
-    def __init__(self):
-        super().__init__()
-        self.embed = nn.Embedding(V, D)
-        self.layers = nn.ModuleList(nn.Linear(D, D) for _ in range(4))
-        self.head = nn.Linear(D, V)
-
-    def forward(self, ids):
-        h = self.embed(ids)
-        for layer in self.layers:
-            h = h + torch.tanh(layer(h))
-        return self.head(h)
-
-
-def make_model(dtype=torch.float32) -> Tiny:
-    torch.manual_seed(0)
-    return Tiny().to(dtype)
-
-
-def units_of(m: Tiny):
-    return [("embed", list(m.embed.parameters())),
-            *[(f"layer.{i}", list(l.parameters())) for i, l in enumerate(m.layers)],
-            ("head", list(m.head.parameters()))]
+# the tiny stack (embedding, 4 residual Linear "layers", head) of the engine's AdamW-equivalence tests
+from tests.unit.optim.test_offload import HP, V, Tiny, make_model, units_of
 
 
 def forward_backward(m: Tiny, t: int) -> None:
