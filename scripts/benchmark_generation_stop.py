@@ -3,11 +3,15 @@
 The paper's protocol cuts each response where the model starts a new '### ' block
 (:func:`grass.eval.protocol._cut`); :class:`grass.eval.protocol.StopAtNextBlock` stops the row
 there instead of generating the rest of the budget. This script generates the same items twice,
-side by side in one process, without and with the stop, and prints both times, their ratio, and
-how many responses differ (it must be 0). Writes the JSON to ``--out``.
+side by side in one process, without and with the stop (after one untimed warm-up batch), and
+prints both times, their ratio, and how many responses differ (it must be 0). Writes the JSON to
+``--out``.
 
     python scripts/benchmark_generation_stop.py                         # base SmolLM2, 32 GSM8K items
     python scripts/benchmark_generation_stop.py --weights RUN/checkpoint/weights.pt --limit 64
+
+``--weights`` takes the trained parameters of a full-parameter run in progress (its periodic
+checkpoint; a finished run keeps no checkpoint, and a LoRA checkpoint holds adapter parameters).
 """
 from __future__ import annotations
 
@@ -20,10 +24,27 @@ from pathlib import Path
 import torch
 
 from grass.data import load_benchmark
-from grass.errors import GrassError
+from grass.errors import GrassError, ModelError
 from grass.eval.protocol import generate
 from grass.models.load import load_model
 from grass.results import atomic_write_text
+
+
+def load_trained(model, path: Path) -> None:
+    """Copy a checkpoint's trained parameters into ``model``.
+
+    Raises:
+        ModelError: a parameter the model does not have, or of another shape.
+    """
+    params = dict(model.named_parameters())
+    weights = torch.load(path, map_location="cpu", weights_only=True)
+    bad = [n for n, w in weights.items() if n not in params or params[n].shape != w.shape]
+    if bad:
+        raise ModelError(f"--weights {path} does not fit the model: {len(bad)} of its {len(weights)} parameters "
+                         f"are not the model's (e.g. {bad[0]}); give a full-parameter run's checkpoint of this model")
+    with torch.no_grad():
+        for n, w in weights.items():
+            params[n].copy_(w)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,28 +60,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights is not None and not args.weights.is_file():
         print(f"--weights {args.weights}: no such file (give a run's checkpoint/weights.pt)", file=sys.stderr)
         return 2
+    if args.limit < 1 or args.batch_size < 1 or args.max_new_tokens < 1:
+        print("--limit, --batch-size and --max-new-tokens must be at least 1", file=sys.stderr)
+        return 2
     torch.set_num_threads(1)
     try:
         model, tok = load_model(args.model)
         items = load_benchmark(args.benchmark, "eval", limit=args.limit)
+        if args.weights is not None:
+            load_trained(model, args.weights)
+        model.eval()
+        generate(model, tok, items[:1], batch_size=1, max_new_tokens=2, device="cpu")  # warm-up, untimed
+        report = {"model": args.model, "weights": str(args.weights) if args.weights else None,
+                  "benchmark": args.benchmark, "items": len(items), "batch_size": args.batch_size,
+                  "max_new_tokens": args.max_new_tokens}
+        responses = {}
+        for stop in (False, True):
+            t = time.perf_counter()
+            responses[stop] = generate(model, tok, items, batch_size=args.batch_size,
+                                       max_new_tokens=args.max_new_tokens, device="cpu", stop_at_next_block=stop)
+            report[f"seconds_{'stop' if stop else 'full_budget'}"] = time.perf_counter() - t
     except GrassError as e:
         print(e, file=sys.stderr)
         return 2
-    if args.weights is not None:
-        missing = set(torch.load(args.weights, map_location="cpu", weights_only=True)) - {n for n, _ in model.named_parameters()}
-        if missing:
-            print(f"--weights {args.weights} does not fit {args.model}: {len(missing)} unknown parameters", file=sys.stderr)
-            return 2
-        model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True), strict=False)
-    model.eval()
-    report = {"model": args.model, "weights": str(args.weights) if args.weights else None, "benchmark": args.benchmark,
-              "items": len(items), "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
-    responses = {}
-    for stop in (False, True):
-        t = time.perf_counter()
-        responses[stop] = generate(model, tok, items, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                                   device="cpu", stop_at_next_block=stop)
-        report[f"seconds_{'stop' if stop else 'full_budget'}"] = time.perf_counter() - t
     report["speedup"] = report["seconds_full_budget"] / report["seconds_stop"]
     report["responses_differing"] = sum(a != b for a, b in zip(responses[False], responses[True]))
     args.out.parent.mkdir(parents=True, exist_ok=True)

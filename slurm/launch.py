@@ -152,10 +152,11 @@ def run_local(runs: list[Run], max_parallel: int = 1, out: Callable[[str], None]
                 with open(log_path, "a") as logf:
                     proc = subprocess.Popen([sys.executable, "-m", "slurm.runner", str(run.run_dir)], stdout=logf,
                                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                # at once: a run in its own session gets no Ctrl-C from the terminal, only from _stop_local
+                active[proc] = (run, time.time())
                 write_job(run.run_dir, {"cluster": "local", "pid": proc.pid, "log": str(log_path),
                                         "submitted_at": _now()})
                 started += 1
-                active[proc] = (run, time.time())
                 out(f"[{started}/{len(runs)}] started {run.run_id} ({run.label()}); log {log_path}")
             for proc in [p for p in active if p.poll() is not None]:
                 run, t0 = active.pop(proc)
@@ -169,20 +170,26 @@ def run_local(runs: list[Run], max_parallel: int = 1, out: Callable[[str], None]
     return bad
 
 
-def _stop_local(procs: list[subprocess.Popen], out: Callable[[str], None]) -> None:
+def _stop_local(procs: list[subprocess.Popen], out: Callable[[str], None], remind_s: float = 60.0) -> None:
     """Ask each run to stop at its next step boundary (it saves a checkpoint there) and wait for it.
 
     No time limit: a step boundary can be minutes away (a held-out evaluation runs there), and a
-    run killed before it loses the steps since its last periodic checkpoint. A second Ctrl-C kills
-    the runs at once.
+    run killed before it loses the steps since its last periodic checkpoint. Every ``remind_s``
+    seconds it says how many runs it still waits for. A second Ctrl-C kills the runs at once.
     """
-    out(f"interrupted: stopping {len(procs)} run(s) at their next step boundary (checkpoint saved; "
-        "Ctrl-C again kills them, losing the steps since their last periodic checkpoint)...")
-    for proc in procs:
-        proc.send_signal(signal.SIGTERM)
     try:
+        out(f"interrupted: stopping {len(procs)} run(s) at their next step boundary (checkpoint saved; "
+            "Ctrl-C again kills them, losing the steps since their last periodic checkpoint)...")
         for proc in procs:
-            proc.wait()
+            proc.send_signal(signal.SIGTERM)
+        while True:
+            waiting = [p for p in procs if p.poll() is None]
+            if not waiting:
+                return
+            try:
+                waiting[0].wait(timeout=remind_s)
+            except subprocess.TimeoutExpired:
+                out(f"still waiting for {len(waiting)} run(s) to reach a step boundary (Ctrl-C again kills them)")
     except KeyboardInterrupt:
         for proc in procs:
             proc.kill()

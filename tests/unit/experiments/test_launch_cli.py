@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 
 import pytest
 
@@ -144,18 +145,26 @@ def test_experiments_lists_every_definition(capsys):
 
 
 class _FakeRun:
-    """A local run's process: records the signals it gets; ``wait`` may be interrupted."""
+    """A local run's process: records the signals it gets; it ends after ``busy`` waits (a run in a
+    held-out evaluation), or its wait is interrupted (a second Ctrl-C)."""
 
-    def __init__(self, interrupt_wait: bool = False):
-        self.signals, self.killed, self.interrupt_wait = [], False, interrupt_wait
+    def __init__(self, busy: int = 0, interrupt_wait: bool = False):
+        self.signals, self.killed, self.busy, self.interrupt_wait, self.done = [], False, busy, interrupt_wait, False
 
     def send_signal(self, signum):
         self.signals.append(signum)
+        self.done = not (self.busy or self.interrupt_wait)  # at a step boundary already: it ends
+
+    def poll(self):
+        return 0 if self.done or self.killed else None
 
     def wait(self, timeout=None):
-        assert timeout is None, "a step boundary can be minutes away (held-out evaluation): no time limit"
         if self.interrupt_wait:
             raise KeyboardInterrupt
+        if self.busy:
+            self.busy -= 1
+            raise subprocess.TimeoutExpired("runner", timeout)
+        self.done = True
 
     def kill(self):
         self.killed = True
@@ -165,10 +174,11 @@ def test_local_runs_stop_at_their_step_boundary_and_a_second_ctrl_c_kills():
     from slurm.launch import _stop_local
 
     lines = []
-    procs = [_FakeRun(), _FakeRun()]
+    procs = [_FakeRun(busy=3), _FakeRun()]
     _stop_local(procs, lines.append)
-    assert [p.signals for p in procs] == [[signal.SIGTERM]] * 2 and not any(p.killed for p in procs)
-    assert "Ctrl-C again" in lines[0]
+    assert [p.signals for p in procs] == [[signal.SIGTERM]] * 2
+    assert all(p.done for p in procs) and not any(p.killed for p in procs)  # waited through 3 time-outs
+    assert "Ctrl-C again" in lines[0] and sum("still waiting for 1 run" in x for x in lines) == 3
     procs = [_FakeRun(interrupt_wait=True), _FakeRun()]
     _stop_local(procs, lines.append)
     assert all(p.killed for p in procs) and "last periodic checkpoint" in lines[-1]
