@@ -188,7 +188,7 @@ def test_cpu_lr_sweep_trains_like_cpu_repro_and_selects_on_other_examples():
              if r.cfg.data.train == "math" and r.cfg.seed == 0 and getattr(r.cfg.method, "mode", None) != "static"}
     sweep = expand(get_experiment("cpu_lr_sweep"))
     assert sorted((r.cfg.method.name, r.cfg.train.lr) for r in sweep) == \
-        [("lisa", 3e-5), ("lisa", 1e-4), ("lisa", 3e-4), ("lora", 3e-4), ("lora", 1e-3), ("lora", 3e-3)]
+        [("lisa", 3e-5), ("lisa", 1e-4), ("lisa", 3e-4), ("lisa", 1e-3), ("lora", 3e-4), ("lora", 1e-3), ("lora", 3e-3)]
     for r in sweep:
         ref = repro[r.cfg.method.name]
         assert r.cfg.data.heldout == ref.data.heldout and r.cfg.data.heldout_seed != ref.data.heldout_seed
