@@ -181,7 +181,8 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
             else:
                 half = Z95 * series[g["run_dir"].iloc[0]]["loss/heldout_se"].fillna(0.0)
             # A band needs two steps; a loss measured only at the end gets an error bar instead.
-            ax.errorbar(mean.index + spread * (i - (len(grouped) - 1) / 2), mean, yerr=half if len(mean) == 1 else None, capsize=4, color=color,
+            offset = spread * (i - (len(grouped) - 1) / 2)
+            ax.errorbar(mean.index + offset, mean, yerr=half if len(mean) == 1 else None, capsize=4, color=color,
                         marker=".", ls=LINESTYLES[style[(method, variant)] % len(LINESTYLES)],
                         label=label(method, variant) + (f" ({len(g)} seeds)" if len(g) > 1 else ""))
             if len(mean) > 1:

@@ -120,11 +120,7 @@ def load_checkpoint(run_dir: Path, *, model: nn.Module, optimizer, scheduler, me
 
         return load_sharded(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
                             rank=dist.rank)
-    weights = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for n, w in weights.items():
-            params[n].copy_(w)
+    copy_weights(model, torch.load(folder / "weights.pt", map_location="cpu", weights_only=True), str(folder))
     trainer = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=False)
     # The method first: it restores which layers are trainable, which the optimizer state follows.
     method.load_state_dict(trainer["method"])
@@ -132,6 +128,23 @@ def load_checkpoint(run_dir: Path, *, model: nn.Module, optimizer, scheduler, me
     scheduler.load_state_dict(trainer["scheduler"])
     set_rng_state(trainer["rng"])
     return trainer
+
+
+def copy_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``weights`` (parameter name -> tensor, as a checkpoint holds the trained ones) into ``model``.
+
+    Raises:
+        GrassError: a name the model has no parameter of, or a tensor of another shape (``source``
+            says where the weights came from).
+    """
+    params = dict(model.named_parameters())
+    bad = [n for n, w in weights.items() if n not in params or params[n].shape != w.shape]
+    if bad:
+        raise GrassError(f"{source} does not fit the model: {len(bad)} of its {len(weights)} parameters are not the "
+                         f"model's (e.g. {bad[0]})")
+    with torch.no_grad():
+        for n, w in weights.items():
+            params[n].copy_(w)
 
 
 def remove_checkpoint(run_dir: Path) -> None:

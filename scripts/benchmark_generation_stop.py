@@ -24,27 +24,11 @@ from pathlib import Path
 import torch
 
 from grass.data import load_benchmark
-from grass.errors import GrassError, ModelError
+from grass.checkpoint import copy_weights
+from grass.errors import GrassError
 from grass.eval.protocol import generate
 from grass.models.load import load_model
 from grass.results import atomic_write_text
-
-
-def load_trained(model, path: Path) -> None:
-    """Copy a checkpoint's trained parameters into ``model``.
-
-    Raises:
-        ModelError: a parameter the model does not have, or of another shape.
-    """
-    params = dict(model.named_parameters())
-    weights = torch.load(path, map_location="cpu", weights_only=True)
-    bad = [n for n, w in weights.items() if n not in params or params[n].shape != w.shape]
-    if bad:
-        raise ModelError(f"--weights {path} does not fit the model: {len(bad)} of its {len(weights)} parameters "
-                         f"are not the model's (e.g. {bad[0]}); give a full-parameter run's checkpoint of this model")
-    with torch.no_grad():
-        for n, w in weights.items():
-            params[n].copy_(w)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         model, tok = load_model(args.model)
         items = load_benchmark(args.benchmark, "eval", limit=args.limit)
         if args.weights is not None:
-            load_trained(model, args.weights)
+            copy_weights(model, torch.load(args.weights, map_location="cpu", weights_only=True),
+                         f"--weights {args.weights} (a full-parameter run's checkpoint of this model)")
         model.eval()
         generate(model, tok, items[:1], batch_size=1, max_new_tokens=2, device="cpu")  # warm-up, untimed
         report = {"model": args.model, "weights": str(args.weights) if args.weights else None,
