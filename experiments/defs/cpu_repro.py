@@ -14,9 +14,9 @@ seed): the full-parameter methods (full, lisa, grass) share one rate, LoRA has i
 ``cpu_lr_sweep`` measures each family at this budget (chosen by held-out loss on a different
 split) and ``scripts/run_cpu_repro.sh`` runs it first; when it picks another rate, the grid moves
 to it (new run ids). The full-parameter rate moved from 1e-4 to 3e-4 on the sweep's LISA runs
-(held-out loss 0.588 at 1e-4, 0.553 at 3e-4; 1e-3 is being measured): the first two runs, at 1e-4,
-are kept as evidence under ``results/cpu_repro_lr1e-4/``. LoRA keeps 1e-3 until its sweep ends
-(3e-4 gave 0.545); arithmetic LoRA runs come after the LISA / GRASS / GRASS* seeds.
+(held-out loss 0.588 at 1e-4, 0.553 at 3e-4, each ± 0.016 s.e. over examples, one seed; 1e-3 is
+being measured): the first two runs, at 1e-4, are kept as evidence under ``results/cpu_repro_lr1e-4/``. LoRA keeps 1e-3 until its sweep ends
+(3e-4 gave 0.545 ± 0.015); arithmetic LoRA runs come after the LISA / GRASS / GRASS* seeds.
 
 Seeds are spent where a claim is decided: 8 for lisa, grass and GRASS* on arithmetic (claims b
 and c compare them pairwise per seed), 3 for full and lora there and for every method on
