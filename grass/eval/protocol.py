@@ -148,7 +148,7 @@ def generate(model, tokenizer, examples: list[dict], *, batch_size: int, max_new
     Prompts are batched by length (fewer pad tokens); the returned list is in input order. With
     ``stop_at_next_block`` a row also stops where :func:`_cut` would cut it (:class:`StopAtNextBlock`):
     the same responses, sooner. ``False`` generates the full budget (to measure the difference:
-    ``scripts/benchmark_generation_stop.py``).
+    ``scripts/benchmark_generation.py``).
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [_prompt_ids(tokenizer, ex) for ex in examples]

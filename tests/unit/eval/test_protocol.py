@@ -143,24 +143,44 @@ def test_prompts_longer_than_the_context_are_cut(one_thread):
     assert isinstance(out[0], str)
 
 
-def test_generation_stop_benchmark_script(one_thread, tmp_path, capsys):
-    """scripts/benchmark_generation_stop.py: both passes, a JSON report, exit 2 on a missing weights file."""
+def test_generation_benchmark_script(one_thread, tmp_path, capsys):
+    """scripts/benchmark_generation.py: the stop's two passes and a batch-size comparison, a JSON
+    report whose differing-response counts are what generate() itself gives, exit 2 on bad input."""
     import importlib.util
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[3] / "scripts" / "benchmark_generation_stop.py"
-    spec = importlib.util.spec_from_file_location("benchmark_generation_stop", path)
+    from grass.data import load_benchmark
+    from grass.models.load import load_model
+
+    path = Path(__file__).resolve().parents[3] / "scripts" / "benchmark_generation.py"
+    spec = importlib.util.spec_from_file_location("benchmark_generation", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    out = tmp_path / "stop.json"
+    out = tmp_path / "gen.json"
     assert script.main(["--weights", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
     assert "--weights" in capsys.readouterr().err and not out.exists()
     alien = tmp_path / "alien.pt"
     torch.save({"model.not_a_layer.weight": torch.zeros(2)}, alien)
     assert script.main(["--model", "tiny-llama", "--weights", str(alien), "--out", str(out)]) == 2
     assert "does not fit" in capsys.readouterr().err and not out.exists()
+    assert script.main(["--compare", "batch", "--batch-sizes", "4", "--out", str(out)]) == 2
+    assert "two --batch-sizes" in capsys.readouterr().err and not out.exists()
+
     assert script.main(["--model", "tiny-llama", "--limit", "3", "--batch-size", "2", "--max-new-tokens", "6",
                         "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["items"] == 3 and report["responses_differing"] == 0 and report["seconds_stop"] > 0
+    assert report["items"] == 3 and [p["stop"] for p in report["passes"]] == [False, True]
+    assert all(p["responses_differing"] == 0 and p["seconds"] > 0 for p in report["passes"])
+
+    torch.manual_seed(0)  # the script's random tiny model, and the same one below
+    rc = script.main(["--model", "tiny-llama", "--compare", "batch", "--batch-sizes", "1", "3", "--limit", "3",
+                      "--max-new-tokens", "6", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert [p["batch_size"] for p in report["passes"]] == [1, 3] and all(p["stop"] for p in report["passes"])
+    torch.manual_seed(0)
+    model, tok = load_model("tiny-llama")
+    items = load_benchmark("gsm8k", "eval", limit=3)
+    by_size = [generate(model.eval(), tok, items, batch_size=b, max_new_tokens=6, device="cpu") for b in (1, 3)]
+    differing = sum(a != b for a, b in zip(*by_size))
+    assert report["passes"][1]["responses_differing"] == differing and rc == (1 if differing else 0)
