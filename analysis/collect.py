@@ -9,9 +9,11 @@ included rows.
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -92,8 +94,10 @@ def _method_rank(m: str) -> int:
     return METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER)
 
 
-def _label_variants(frame: pd.DataFrame) -> pd.Series:
-    """Per row, ``key=value`` for the config keys that differ within its (method, model, task).
+def _label_variants(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per row, ``key=value`` for the config keys that differ within its (method, model, task),
+    and the row's rank in the group when sorted by those values (numbers as numbers: 3e-05 before
+    0.0001, 8 before 16).
 
     A grid over e.g. ``method.n_active_layers`` then gives one table row per value instead of
     averaging different configurations as if they were seeds.
@@ -101,13 +105,24 @@ def _label_variants(frame: pd.DataFrame) -> pd.Series:
     keys = ["method", "model", "task"]
     cols = [c for c in frame.columns if c.startswith("cfg.") and not c.startswith(_NOT_A_VARIANT)]
     labels = pd.Series("", index=frame.index, dtype=object)
+    ranks = pd.Series(0, index=frame.index, dtype=int)
     ref = frame[frame["included"]]
     for _, idx in frame.groupby(keys, dropna=False).groups.items():
         group = ref[ref.index.isin(idx)]
         varying = [c for c in cols if group[c].dropna().astype(str).nunique() > 1]
         for i in idx:
             labels[i] = ", ".join(f"{c.rsplit('.', 1)[-1]}={fmt_value(frame.at[i, c])}" for c in varying)
-    return labels
+        order = sorted(idx, key=lambda i: tuple(_sort_key(frame.at[i, c]) for c in varying))
+        for rank, i in enumerate(order):
+            ranks[i] = rank
+    return labels, ranks
+
+
+def _sort_key(v) -> tuple:
+    """Numbers before everything else and in numeric order; the rest by their text."""
+    if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and v == v:
+        return (0, float(v), "")
+    return (1, 0.0, str(v))
 
 
 def fmt_value(v) -> str:
@@ -204,11 +219,12 @@ def collect(experiment: str, runs_dir: str | Path | None = None, include_unfinis
         clean = " from a clean git tree" if "dirty" in coll.excluded else ""
         raise GrassError(f"experiment '{experiment}' has no finished runs{clean} ({counts}): launch it with "
                          f"`grass launch {experiment}` (it skips finished runs), or pass --include-unfinished.")
-    frame["variant"] = _label_variants(frame)
+    frame["variant"], frame["_variant_rank"] = _label_variants(frame)
     frame["_rank"] = frame["method"].map(_method_rank)
-    # One block per model (as the paper's tables), methods in display order within it.
-    coll.frame = frame.sort_values(["model", "task", "_rank", "method", "variant", "seed"],
-                                   kind="stable").drop(columns="_rank").reset_index(drop=True)
+    # One block per model (as the paper's tables), methods in display order within it, variants
+    # in the order of their values.
+    coll.frame = frame.sort_values(["model", "task", "_rank", "method", "_variant_rank", "seed"],
+                                   kind="stable").drop(columns=["_rank", "_variant_rank"]).reset_index(drop=True)
     return coll
 
 

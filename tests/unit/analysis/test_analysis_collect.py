@@ -34,6 +34,17 @@ def test_varied_hyper_parameters_become_variants(tmp_path, write_run):
     assert sorted(runs["variant"].unique()) == ["n_active_layers=1", "n_active_layers=4"]
 
 
+def test_variants_are_listed_in_the_order_of_their_values(tmp_path, write_run):
+    """Numbers sort as numbers, not as text: 3e-05 before 0.0001, 2 before 16 (a sweep's table reads
+    from one end of the range to the other)."""
+    for tau in (0.003, 3e-05, 0.0001):
+        write_run(tmp_path, "rates", "grass", 0, {"boolq": 50.0}, method_cfg={"tau": tau})
+    for gamma in (16, 2, 8):
+        write_run(tmp_path, "gammas", "grass", 0, {"boolq": 50.0}, method_cfg={"n_active_layers": gamma})
+    assert list(collect("rates", tmp_path).runs["variant"]) == ["tau=3e-05", "tau=0.0001", "tau=0.003"]
+    assert list(collect("gammas", tmp_path).runs["variant"]) == [f"n_active_layers={g}" for g in (2, 8, 16)]
+
+
 def test_save_frame_round_trips(golden, tmp_path):
     coll = collect("golden", golden)
     csv, parquet = save_frame(coll, tmp_path)
