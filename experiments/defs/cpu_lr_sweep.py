@@ -17,7 +17,7 @@ rate); the family's rate is the lowest loss, unless the losses are within noise,
 cpu_repro keeps its prior rates (1e-4 and 1e-3). A lowest loss at the edge of the range adds the
 next rate beyond it (half a decade): LISA's first three rates gave 0.673 / 0.588 / 0.553 at
 3e-5 / 1e-4 / 3e-4 (± 0.016 s.e. over the same 256 examples, one seed), so 1e-3 was added (0.606:
-3e-4 stays). LoRA's gave 0.545 / 0.511 / 0.501 at 3e-4 / 1e-3 / 3e-3 (± 0.015), so 1e-2 was added.
+3e-4 stays). LoRA's gave 0.545 / 0.511 / 0.501 at 3e-4 / 1e-3 / 3e-3 (± 0.015), so 1e-2 was added (0.760 ± 0.021: LoRA keeps 1e-3, within noise of 3e-3).
 
 The sweep keeps the evaluation batch size its runs were launched with (16; cpu_repro now uses 64
 for its generation): no generation happens here, the held-out loss does not depend on it beyond
