@@ -8,9 +8,15 @@ method at its default fields), next to the peak memory the paper reports.
 """
 from __future__ import annotations
 
+import math
+
+import pandas as pd
+
 from analysis import paper
 from analysis.table_format import MISSING, Table
-from grass.memory.model import GIB, predict
+from grass.errors import GrassError
+from grass.memory.model import GIB, METHODS, predict
+from grass.optim.offload_state import DEFAULT_CHUNK_MB, DEFAULT_FP32_STATE
 
 PAPER_SETTING = {"model": "llama2-7b", "seq_len": 1024, "batch": 4, "precision": "bf16", "grad_ckpt": True}
 
@@ -49,3 +55,51 @@ def projection_table(methods: list[str], setting: dict | None = None) -> Table:
                f"{s['batch']} --precision {s['precision']}{' --grad-ckpt' if s['grad_ckpt'] else ''}` from the "
                f"config alone, each method at its default fields; paper: {paper.PAPER}, Table 4 (GB, its own "
                "measurement of peak memory; LoRA's value is approximate)."])
+
+
+def _planner_kwargs(row: pd.Series) -> dict:
+    """:func:`grass.memory.model.predict` arguments for one run, from its flattened config."""
+    def cfg(key, default=None, nullable=False):
+        # a key no run records takes the default; a recorded null stays None where null means something
+        v = row.get(f"cfg.{key}")
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None if nullable and f"cfg.{key}" in row.index else default
+        return v
+
+    kw = dict(precision="bf16" if cfg("model.dtype") == "bfloat16" else "fp32",
+              seq_len=int(cfg("train.seq_len", 1024)), batch=int(cfg("train.batch_size", 4)),
+              grad_ckpt=bool(cfg("train.gradient_checkpointing", False)))
+    if row["method"] in ("lisa", "grass"):
+        kw.update(n_active_layers=int(cfg("method.n_active_layers", 2)), state_policy=cfg("method.state_policy"),
+                  train_embeddings=bool(cfg("method.train_embeddings", True)),
+                  train_head=bool(cfg("method.train_head", True)),
+                  offload_embeddings=bool(cfg("method.offload_embeddings", True)),
+                  offload_chunk_mb=cfg("method.offload_chunk_mb", DEFAULT_CHUNK_MB, nullable=True),
+                  offload_fp32_state=bool(cfg("method.offload_fp32_state", DEFAULT_FP32_STATE)))
+    elif row["method"] in ("lora", "dora"):
+        kw.update(lora_rank=int(cfg("method.rank", 8)), lora_dropout=float(cfg("method.dropout", 0.05)))
+    return kw
+
+
+def planned_gpu_gib(runs: pd.DataFrame) -> pd.DataFrame:
+    """What each run would hold on a GPU, by the memory planner at the run's own config.
+
+    A CPU run's byte accounting cannot show offloading (host and device are one memory, so an
+    offloading run counts all its state as "device"); the planner, whose byte counts the tests hold
+    equal to that accounting on a CPU, says what the same config keeps on a CUDA device.
+
+    Returns:
+        Columns ``total`` (device GiB: weights, gradients, on-device optimizer state, activations)
+        and ``optimizer_device`` (GiB), indexed as ``runs``; NaN for a method or model the planner
+        does not know.
+    """
+    out = pd.DataFrame(index=runs.index, columns=["total", "optimizer_device"], dtype=float)
+    for i, row in runs.iterrows():
+        if row["method"] not in METHODS or not isinstance(row.get("model"), str):
+            continue
+        try:
+            p = predict(row["model"], row["method"], **_planner_kwargs(row))
+        except GrassError:  # a model the planner cannot resolve offline
+            continue
+        out.loc[i] = [p.total / GIB, p.optimizer_device / GIB]
+    return out

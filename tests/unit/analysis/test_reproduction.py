@@ -8,6 +8,7 @@ import numpy as np
 import yaml
 
 from grass.cli import main
+from grass.memory.model import predict
 
 L = 6
 
@@ -71,6 +72,9 @@ def test_verdicts_from_synthetic_results(tmp_path):
     assert verdict["(b) GRASS >= LISA at an equal budget"] == "**reproduced**"  # 0.05 lower, noise 0.01
     assert verdict["(c) adaptive >= static importance (GRASS*)"] == "**inconclusive at this budget**"
     assert verdict["(d) GRASS >= LoRA"] == "**inconclusive at this budget**"  # no LoRA runs
+    # (e) is decided at the paper's setting; the planner at these runs' own configs stands beside it
+    grass, lisa = (predict("tiny-llama", m, precision="fp32", seq_len=1024, batch=4).total for m in ("grass", "lisa"))
+    assert f"at these runs' configs (math): GRASS {grass / lisa:.2f}x LISA" in text
     assert (out.parent / "figures" / "repro_heldout_loss.png").is_file()
     assert (out.parent / "figures" / "repro_mgn_by_task.png").is_file()
     # the discussion a person wrote survives a regeneration
