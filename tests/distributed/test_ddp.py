@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -210,14 +211,17 @@ def data(tmp_path_factory) -> Path:
     return write_data(tmp_path_factory.mktemp("data") / "train.jsonl")
 
 
-@pytest.fixture(scope="module")
-def launched(tmp_path_factory, data):
-    """Start the torchrun worker and the submitit job at once; the 1-process references run in
-    pytest meanwhile (process start-up and imports dominate, and they overlap well)."""
-    out = tmp_path_factory.mktemp("ddp")
-    path = os.pathsep.join([str(Path(__file__).parent), str(REPO), os.environ.get("PYTHONPATH", "")])
+@contextmanager
+def launch(worker: str, out: Path, data: Path, task, timeout_min: int):
+    """Start ``torchrun`` with 2 processes of ``worker`` (``--worker OUT DATA``) and, where submitit is
+    installed, a 2-task submitit local job of ``task(runs_dir, data)``, both at once; the 1-process
+    references then run in pytest meanwhile (process start-up and imports dominate, and they overlap).
+
+    Yields ``{"proc", "out", "log", "job", "submitit_dir"}``; kills what is still running on exit.
+    """
+    path = os.pathsep.join([str(Path(worker).parent), str(REPO), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    cmd = [str(VENV_BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", __file__, "--worker", str(out),
+    cmd = [str(VENV_BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", worker, "--worker", str(out),
            str(data)]
     log = open(out / "torchrun.log", "w")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -228,32 +232,45 @@ def launched(tmp_path_factory, data):
         submitit = None
     if submitit is not None:
         saved = dict(os.environ)
-        # the tasks unpickle _submitit_task by reference: they must be able to import this file
+        # the tasks unpickle ``task`` by reference: they must be able to import its file
         os.environ.update(PYTHONPATH=path, OMP_NUM_THREADS="1")
         try:
             ex = submitit.LocalExecutor(folder=sub_dir / "logs")
-            ex.update_parameters(tasks_per_node=2, timeout_min=10)
-            job = ex.submit(_submitit_task, str(sub_dir / "runs"), str(data))
+            ex.update_parameters(tasks_per_node=2, timeout_min=timeout_min)
+            job = ex.submit(task, str(sub_dir / "runs"), str(data))
         finally:
             os.environ.clear()
             os.environ.update(saved)
-    yield {"proc": proc, "out": out, "log": out / "torchrun.log", "job": job, "submitit_dir": sub_dir}
-    if proc.poll() is None:
-        proc.kill()
-    log.close()
-    if job is not None and not job.done():
-        job.cancel()
-
-
-@pytest.fixture(scope="module")
-def two_proc(launched, one_proc) -> Path:
     try:
-        rc = launched["proc"].wait(timeout=600)
+        yield {"proc": proc, "out": out, "log": out / "torchrun.log", "job": job, "submitit_dir": sub_dir}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+        if job is not None and not job.done():
+            job.cancel()
+
+
+def torchrun_output(launched: dict, timeout_s: int) -> Path:
+    """Wait for the torchrun worker of :func:`launch`; its output folder, or a failure with its log."""
+    try:
+        rc = launched["proc"].wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         launched["proc"].kill()
         rc = "timeout"
     assert rc == 0, f"torchrun failed ({rc}):\n{launched['log'].read_text()[-10000:]}"
     return launched["out"]
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory, data):
+    with launch(__file__, tmp_path_factory.mktemp("ddp"), data, _submitit_task, timeout_min=10) as handles:
+        yield handles
+
+
+@pytest.fixture(scope="module")
+def two_proc(launched, one_proc) -> Path:
+    return torchrun_output(launched, timeout_s=600)
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,7 @@ doubles as the worker (``python test_fsdp.py --worker OUT DATA``).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,8 +27,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_ddp import (LOSS_RTOL, METHODS, REPO, VENV_BIN, Recorder, assert_same_weights, initial_state,  # noqa: E402
-                      losses, overrides, write_data)
+from test_ddp import (LOSS_RTOL, METHODS, REPO, Recorder, assert_same_weights, initial_state, launch,  # noqa: E402
+                      losses, overrides, torchrun_output, write_data)
 
 pytestmark = pytest.mark.distributed
 
@@ -186,34 +184,8 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory, data):
-    out = tmp_path_factory.mktemp("fsdp")
-    path = os.pathsep.join([str(Path(__file__).parent), str(REPO), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    cmd = [str(VENV_BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", __file__, "--worker", str(out),
-           str(data)]
-    log = open(out / "torchrun.log", "w")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    job, sub_dir = None, out / "submitit"
-    try:
-        import submitit
-    except ImportError:
-        submitit = None
-    if submitit is not None:
-        saved = dict(os.environ)
-        os.environ.update(PYTHONPATH=path, OMP_NUM_THREADS="1")  # the tasks import this file
-        try:
-            ex = submitit.LocalExecutor(folder=sub_dir / "logs")
-            ex.update_parameters(tasks_per_node=2, timeout_min=15)
-            job = ex.submit(_submitit_task, str(sub_dir / "runs"), str(data))
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-    yield {"proc": proc, "out": out, "log": out / "torchrun.log", "job": job, "submitit_dir": sub_dir}
-    if proc.poll() is None:
-        proc.kill()
-    log.close()
-    if job is not None and not job.done():
-        job.cancel()
+    with launch(__file__, tmp_path_factory.mktemp("fsdp"), data, _submitit_task, timeout_min=15) as handles:
+        yield handles
 
 
 @pytest.fixture(scope="module")
@@ -241,13 +213,7 @@ def one_proc(tmp_path_factory, data, launched) -> dict:
 
 @pytest.fixture(scope="module")
 def two_proc(launched, one_proc) -> Path:
-    try:
-        rc = launched["proc"].wait(timeout=900)
-    except subprocess.TimeoutExpired:
-        launched["proc"].kill()
-        rc = "timeout"
-    assert rc == 0, f"torchrun failed ({rc}):\n{launched['log'].read_text()[-10000:]}"
-    return launched["out"]
+    return torchrun_output(launched, timeout_s=900)
 
 
 def ranks(two_proc: Path, name: str) -> list[dict]:
