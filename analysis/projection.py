@@ -76,6 +76,8 @@ def _planner_kwargs(row: pd.Series) -> dict:
                   offload_embeddings=bool(cfg("method.offload_embeddings", True)),
                   offload_chunk_mb=cfg("method.offload_chunk_mb", DEFAULT_CHUNK_MB, nullable=True),
                   offload_fp32_state=bool(cfg("method.offload_fp32_state", DEFAULT_FP32_STATE)))
+        if row["method"] == "grass":  # a run recorded before the field existed did not checkpoint its probe
+            kw["probe_checkpointing"] = bool(cfg("method.probe_checkpointing", False))
     elif row["method"] in ("lora", "dora"):
         kw.update(lora_rank=int(cfg("method.rank", 8)), lora_dropout=float(cfg("method.dropout", 0.05)))
     return kw

@@ -126,12 +126,13 @@ class RunConfig:
 
 # Sections that do not change what a run computes: left out of the run id.
 _NOT_IN_RUN_ID = ("log",)
-# Fields added after runs were first recorded: left out of the run id while at their default, so
-# adding a field never changes the id (and so never re-runs) a finished run.
+# Fields added after runs were first recorded: left out of the run id while at the value that
+# reproduces the behaviour from before they existed (not always today's default), so adding a field
+# never changes the id (and so never re-runs) a finished run.
 _ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): None,
                 ("method", "offload_fp32_state"): True, ("data", "heldout"): None, ("data", "heldout_seed"): 0,
                 ("eval", "heldout_loss"): False, ("eval", "heldout_every"): 0, ("model", "tokenizer"): None,
-                ("train", "parallel"): "ddp"}
+                ("train", "parallel"): "ddp", ("method", "probe_checkpointing"): False}
 
 
 # Fields that change how a run is recorded, not what it computes: hashed at their default value,

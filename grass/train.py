@@ -216,7 +216,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     if not sharded:  # FSDP moves each unit to the device as it shards it: no full copy there
         model.to(device)
     if tc.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model = method.prepare(model)
     if sharded:
         dist.shard(model)  # new (DTensor) parameters: the optimizer is built over them

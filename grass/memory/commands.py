@@ -47,6 +47,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--offload-fp32-state", action=argparse.BooleanOptionalAction, default=DEFAULT_FP32_STATE,
                    help="offload: fp32 moments + fp32 master weights; default --no-offload-fp32-state: state in "
                         "the weights' dtype (as method.offload_fp32_state)")
+    p.add_argument("--probe-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+                   help="grass: recompute blocks in the probe's backward (default, as method.probe_checkpointing); "
+                        "--no-probe-checkpointing: the probe keeps every block's activations")
     p.add_argument("--lora-rank", type=int, default=8, help="LoRA/DoRA rank (default 8)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                    help="where training runs (cpu: what a CPU run's byte accounting reports)")
@@ -65,7 +68,8 @@ def run(args) -> int:
             raise GrassError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     kw = dict(precision=args.precision, seq_len=args.seq_len, batch=args.batch, grad_ckpt=args.grad_ckpt,
               n_active_layers=args.n_active_layers, device=args.device, lora_rank=args.lora_rank,
-              offload_chunk_mb=args.offload_chunk_mb, offload_fp32_state=args.offload_fp32_state, fsdp=args.fsdp)
+              offload_chunk_mb=args.offload_chunk_mb, offload_fp32_state=args.offload_fp32_state, fsdp=args.fsdp,
+              probe_checkpointing=args.probe_checkpointing)
     if args.offload_chunk_mb is not None and not args.offload_chunk_mb > 0:
         raise GrassError(f"--offload-chunk-mb must be positive or none, got {args.offload_chunk_mb:g}")
     if args.method == "all":

@@ -184,7 +184,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             train_embeddings: bool = True, train_head: bool = True, visited_layers: int | None = None,
             offload_embeddings: bool = True, offload_chunk_mb: float | None = DEFAULT_CHUNK_MB,
             offload_fp32_state: bool = DEFAULT_FP32_STATE, overlap: str = "step", padded: bool = True,
-            fsdp: int = 1,
+            fsdp: int = 1, probe_checkpointing: bool = True,
             cache_dir: str | None = None) -> Prediction:
     """Predict the memory of fine-tuning ``model`` with ``method`` (no weights are loaded).
 
@@ -213,6 +213,9 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             rank 0's shards (dim 0 split in ``ceil(rows / fsdp)`` rows, as FSDP2 does), and the
             total adds FSDP's transient unsharded working set (:func:`grass.memory.fsdp.working_set`).
             1: one process, or DDP (every rank holds all of it).
+        probe_checkpointing: grass's probe steps recompute each block in backward (the method's
+            ``probe_checkpointing``); False: the probe keeps every block's activations, and often
+            sets the run's peak.
 
     Raises:
         GrassError: unknown method / precision / policy, gamma out of range, ``fsdp < 1``.
@@ -287,7 +290,8 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         act = activation_bytes(arch, ["train"] * gamma + ["frozen"] * (L - gamma), head_trainable=head_tr,
                                norm_trainable=train_head, embed_trainable=train_embeddings, **act_kw)
         if method == "grass":  # probe: every block trainable, embeddings/head frozen, grads freed in hooks
-            probe = activation_bytes(arch, ["train"] * L, head_trainable=False, norm_trainable=False, **act_kw)
+            probe_kw = act_kw | ({"grad_ckpt": True} if probe_checkpointing else {})
+            probe = activation_bytes(arch, ["train"] * L, head_trainable=False, norm_trainable=False, **probe_kw)
             details["probe_activations"] = probe["peak"]
             details["update_activations"] = act["peak"]
             details["probe_grads_peak"] = max(t.numel for t in P["layer"]) * w

@@ -23,6 +23,11 @@ class GRASSConfig(LayerwiseConfig):
                                                             "the probe)"})
     probe_in_hook: bool = field(default=True, metadata={"help": "measure and free each gradient in a "
                                                                 "post-accumulate-grad hook during the probe"})
+    probe_checkpointing: bool = field(default=True, metadata={
+        "help": "recompute each decoder block's activations in the probe's backward (when "
+                "train.gradient_checkpointing is off): the probe takes every block's weight gradient, so "
+                "without this the probe, not the update steps, sets the run's activation peak; costs one "
+                "more forward on the probe steps only"})
 
     def validate(self, cfg) -> None:
         super().validate(cfg)

@@ -35,7 +35,7 @@ def _prepared(method: str, dtype: str, gc: bool):
     cfg = load_config(None, [f"method.name={method}", f"model.name={MODEL}", "log.wandb=disabled"])
     model.to("cuda")
     if gc:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     m = get_method(method)(cfg.method, cfg)
     model = m.prepare(model)
     opt = m.build_optimizer(model)

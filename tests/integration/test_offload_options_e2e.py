@@ -181,3 +181,21 @@ def test_overlap_backward_trains_like_overlap_step(method, simulate, data_file, 
         (a_active, a), (b_active, b) = runs["step"][step], runs["backward"][step]
         assert a_active == b_active
         assert all(torch.equal(a[n], b[n]) for n in a), f"step {step}"
+
+
+def test_probe_checkpointing_trains_identically(data_file, tmp_path, monkeypatch):
+    """method.probe_checkpointing (on by default) recomputes blocks in the probe's backward: the MGN,
+    the draws and every step's weights are those of a probe that keeps its activations."""
+    runs = {}
+    for on in ("true", "false"):
+        case = ("grass", "float32", "offload", "step", "64", "false")
+        argv = _argv(case, data_file, tmp_path / on) + [f"method.probe_checkpointing={on}", "method.probe_steps=2"]
+        runs[on] = _run(monkeypatch, argv)
+    assert sorted(runs["true"]) == sorted(runs["false"]) == list(range(STEPS))
+    for step in range(STEPS):
+        (a_active, a), (b_active, b) = runs["true"][step], runs["false"][step]
+        assert a_active == b_active
+        assert all(torch.equal(a[n], b[n]) for n in a), f"step {step}"
+    mgn = [[json.loads(line)["mgn"] for line in next((tmp_path / on).rglob("metrics.jsonl")).read_text().splitlines()]
+           for on in ("true", "false")]
+    assert mgn[0] == mgn[1] and mgn[0][2] is not None

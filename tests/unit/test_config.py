@@ -69,10 +69,14 @@ def test_run_ids_recorded_by_earlier_versions_still_match():
     # GRASS's offload defaults changed (issue 15: 64 MiB chunks, state in the weights' dtype): a
     # default run is a new run; the old settings, spelled out, find the old finished run; runs
     # whose optimizer state is not offloaded keep their id (the offload fields do not act there).
-    old_grass = ["method.name=grass", "model.name=smollm2-135m"]
+    # Later, probe_checkpointing came on by default: a default GRASS run is a new run again, and
+    # probe_checkpointing=false (the behaviour before the field) finds the old one.
+    old_grass = ["method.name=grass", "model.name=smollm2-135m", "method.probe_checkpointing=false"]
     assert run_id(load_config(None, old_grass)) != "grass-2e1c64d061"
     assert run_id(load_config(None, old_grass + ["method.offload_chunk_mb=null", "method.offload_fp32_state=true"])) \
         == "grass-2e1c64d061"
+    assert run_id(load_config(None, old_grass[:2] + ["method.offload_chunk_mb=null",
+                                                     "method.offload_fp32_state=true"])) != "grass-2e1c64d061"
     reset = run_id(load_config(None, old_grass + ["method.state_policy=reset"]))
     assert reset == "grass-e150f3bc41"  # recorded before the change
     assert run_id(load_config(None, old_grass + ["method.state_policy=reset", "method.offload_chunk_mb=8"])) == reset

@@ -96,19 +96,21 @@ def test_exact_bytes_bf16(tmp_path):
             _check_exact(tmp_path, "tiny-llama", method, extra, kw, precision="bf16")
 
 
-def _activation_peak(model_name: str, method: str, precision: str, seq: int, batch: int, gc: bool) -> int:
+def _activation_peak(model_name: str, method: str, precision: str, seq: int, batch: int, gc: bool,
+                     *overrides: str) -> int:
+    """Saved-activation peak of one forward+backward (GRASS: its first probe step)."""
     from grass.models.load import load_model
     from grass.registry import get_method
 
-    cfg = load_config(None, [f"method.name={method}", f"model.name={model_name}", "log.wandb=disabled"])
+    cfg = load_config(None, [f"method.name={method}", f"model.name={model_name}", "log.wandb=disabled", *overrides])
     torch.manual_seed(0)
     model, _ = load_model(model_name, "float32" if precision == "fp32" else "bfloat16")
     if gc:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     m = get_method(method)(cfg.method, cfg)
     model = m.prepare(model)
     m.build_optimizer(model)
-    if method == "lisa":
+    if method in ("lisa", "grass"):
         m.on_step_start(0)
     model.train()
     ids = torch.randint(3, 250, (batch, seq))
@@ -131,6 +133,18 @@ def test_activation_estimate_within_15pct_on_cpu(model):
         got = _activation_peak(model, method, precision, 64, 2, gc)
         p = predict(model, method, precision=precision, seq_len=64, batch=2, grad_ckpt=gc, device="cpu")
         assert abs(p.activations / got - 1) < 0.15, (model, method, precision, gc, p.activations, got)
+
+
+@pytest.mark.parametrize("model", TINY)
+@pytest.mark.parametrize("probe_ckpt", [True, False])
+def test_grass_probe_activations_as_planned(model, probe_ckpt):
+    """GRASS's probe step (every block trainable): without probe checkpointing it keeps more than
+    a LISA step, with it less; the planner's probe figure within 15% of the measured one."""
+    got = _activation_peak(model, "grass", "fp32", 64, 2, False, f"method.probe_checkpointing={probe_ckpt}")
+    p = predict(model, "grass", precision="fp32", seq_len=64, batch=2, device="cpu", probe_checkpointing=probe_ckpt)
+    assert abs(p.details["probe_activations"] / got - 1) < 0.15, (model, probe_ckpt, p.details, got)
+    lisa = _activation_peak(model, "lisa", "fp32", 64, 2, False)
+    assert (got < lisa) if probe_ckpt else (got > lisa), (got, lisa)
 
 
 def test_param_counts_match_meta_instantiation():
@@ -203,6 +217,12 @@ def test_cli_table_json_and_bad_input(capsys):
     assert main(["memory", "--model", "tiny-llama", "--method", "grass", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data[0]["method"] == "grass" and data[0]["state_policy"] == "offload"
+    # without probe checkpointing the probe keeps every block's activations and sets GRASS's peak
+    totals = {}
+    for flag in ("--probe-checkpointing", "--no-probe-checkpointing"):
+        assert main(["memory", "--model", "llama2-7b", "--method", "grass", "--precision", "bf16", "--json", flag]) == 0
+        totals[flag] = json.loads(capsys.readouterr().out)[0]["total"]
+    assert totals["--probe-checkpointing"] < totals["--no-probe-checkpointing"]
     assert main(["memory", "--model", "nope", "--method", "full"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown model 'nope'") and "llama2-7b" in err and len(err.strip().splitlines()) == 1
@@ -228,6 +248,12 @@ def test_exact_bytes_smollm2(tmp_path):
         got = _activation_peak("smollm2-135m", method, "fp32", 128, 2, gc)
         p = predict("smollm2-135m", method, precision="fp32", seq_len=128, batch=2, grad_ckpt=gc, device="cpu")
         assert abs(p.activations / got - 1) < 0.15, (method, gc, p.activations, got)
+    for probe_ckpt in (True, False):  # GRASS's probe step
+        got = _activation_peak("smollm2-135m", "grass", "fp32", 128, 2, False,
+                               f"method.probe_checkpointing={probe_ckpt}")
+        p = predict("smollm2-135m", "grass", precision="fp32", seq_len=128, batch=2, device="cpu",
+                    probe_checkpointing=probe_ckpt)
+        assert abs(p.details["probe_activations"] / got - 1) < 0.15, (probe_ckpt, p.details, got)
 
 
 @pytest.mark.parametrize("fp32_state", [True, False], ids=["fp32state", "paramstate"])

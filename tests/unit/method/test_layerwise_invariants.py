@@ -90,6 +90,19 @@ def test_state_policy_reset_vs_keep(make_cfg, fixed_batch_file, method):
     assert len(visited) > 2
 
 
+@pytest.mark.parametrize("probe_ckpt, user_ckpt, during, after", [
+    (True, False, True, False),    # the default: recompute blocks in the probe only
+    (False, False, False, False),  # off: the probe keeps every block's activations
+    (True, True, True, True),      # a run that checkpoints anyway keeps doing so after the probe
+])
+def test_probe_checkpointing_only_during_the_probe(make_cfg, fixed_batch_file, probe_ckpt, user_ckpt, during, after):
+    seen = []
+    cfg = make_cfg("grass", **{"train.max_steps": 6, "method.probe_steps": 3, "data.train": str(fixed_batch_file),
+                               "method.probe_checkpointing": probe_ckpt, "train.gradient_checkpointing": user_ckpt})
+    train(cfg, progress=False, on_step_end=lambda step, model, opt, method: seen.append(model.is_gradient_checkpointing))
+    assert seen == [during] * 3 + [after] * 3
+
+
 def test_mgn_matches_independent_computation(make_cfg, fixed_batch_file):
     """The probe's MGN equals the per-layer gradient RMS computed by hand on the same batch
     (the model does not change during the probe, so every probe step sees the same gradient),
