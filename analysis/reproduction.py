@@ -242,7 +242,8 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame]) -> tuple[list[V
                            f"{rel.n} seeds",
                            "wall time of runs on a shared CPU; the upper 2-s.e. bound is compared with 3%"))
     else:
-        out.append(Verdict("(f) MGN costs at most ~3% step time", INCONCLUSIVE, f"{rel.n} paired seeds",
+        out.append(Verdict("(f) MGN costs at most ~3% step time", INCONCLUSIVE,
+                           f"{rel.n} paired seed{'' if rel.n == 1 else 's'}",
                            "needs at least two seeds with both GRASS and LISA"))
     return out, extra
 
