@@ -143,7 +143,7 @@ class GRASS(LayerwiseMethod):
         """
         model = self._model
         if on:
-            if (not self.cfg.probe_checkpointing or model is None or getattr(model, "is_gradient_checkpointing", True)
+            if (not self.cfg.probe_checkpointing or model is None or getattr(model, "is_activation_checkpointing", True)
                     or not getattr(model, "supports_gradient_checkpointing", False)):
                 return
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

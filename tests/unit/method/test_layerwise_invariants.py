@@ -99,7 +99,7 @@ def test_probe_checkpointing_only_during_the_probe(make_cfg, fixed_batch_file, p
     seen = []
     cfg = make_cfg("grass", **{"train.max_steps": 6, "method.probe_steps": 3, "data.train": str(fixed_batch_file),
                                "method.probe_checkpointing": probe_ckpt, "train.gradient_checkpointing": user_ckpt})
-    train(cfg, progress=False, on_step_end=lambda step, model, opt, method: seen.append(model.is_gradient_checkpointing))
+    train(cfg, progress=False, on_step_end=lambda step, model, opt, method: seen.append(model.is_activation_checkpointing))
     assert seen == [during] * 3 + [after] * 3
 
 
