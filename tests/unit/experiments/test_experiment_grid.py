@@ -182,6 +182,10 @@ def test_cpu_repro_meets_the_issue_budget():
         seeds[key] = seeds.get(key, 0) + 1
     assert seeds[("math", "lisa", None)] == seeds[("math", "grass", "adaptive")] == seeds[("math", "grass", "static")] == 8
     assert all(n >= 3 for n in seeds.values())
+    # every committed run is still one of the grid's runs (a new field or default that moved their ids
+    # would orphan them, and the grid would train them again)
+    committed = {p.parent.name for p in (REPO / "results" / "cpu_repro").glob("*/result.json")}
+    assert committed and committed <= {r.run_id for r in runs}
 
 
 def test_cpu_lr_sweep_trains_like_cpu_repro_and_selects_on_other_examples():
