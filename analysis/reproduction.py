@@ -160,10 +160,17 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame]) -> tuple[list[V
     extra: dict = {"paired": []}
     out: list[Verdict] = []
 
-    # (a) layer importance depends on the task: probe MGN profiles of GRASS runs, by task.
-    profiles = {t: [probe_mgn(metrics[r]) for r in runs[(runs["task"] == t) & (runs["method"] == "grass")]["run_id"]
-                    if r in metrics] for t in tasks}
-    profiles = {t: [p for p in ps if p is not None] for t, ps in profiles.items()}
+    # (a) layer importance depends on the task: probe MGN profiles of GRASS runs, by task, one per
+    # seed: the adaptive and static runs of a seed run the same probe (same model, same batches), so
+    # their profiles are one measurement, and counting both would make a seed agree with itself.
+    profiles = {}
+    for t in tasks:
+        per_seed = {}
+        for _, r in runs[(runs["task"] == t) & (runs["method"] == "grass")].iterrows():
+            p = probe_mgn(metrics[r["run_id"]]) if r["run_id"] in metrics else None
+            if p is not None:
+                per_seed.setdefault(r["seed"], p)
+        profiles[t] = list(per_seed.values())
     extra["profiles"] = profiles
     if len(tasks) == 2 and all(len(profiles[t]) >= 2 for t in tasks):
         mean = {t: np.mean(profiles[t], axis=0) for t in tasks}
@@ -180,8 +187,8 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame]) -> tuple[list[V
                            "cross-task and seed-to-seed correlations overlap"))
     else:
         out.append(Verdict("(a) layer importance depends on the task", INCONCLUSIVE,
-                           ", ".join(f"{t}: {len(profiles.get(t, []))} GRASS probe profiles" for t in tasks) or "none",
-                           "needs at least two GRASS runs on each of the two tasks"))
+                           ", ".join(f"{t}: GRASS probe profiles of {len(profiles.get(t, []))} "
+                                     f"seed{'' if len(profiles.get(t, [])) == 1 else 's'}" for t in tasks) or "none", "needs GRASS probe profiles of at least two seeds on each of the two tasks"))
 
     # (b) GRASS >= LISA, (c) adaptive >= static, (d) GRASS >= LoRA: paired held-out loss.
     for claim, a, b in (("(b) GRASS >= LISA at an equal budget", "grass", "lisa"),
@@ -291,7 +298,7 @@ def _figures(coll: Collection, metrics: dict[str, pd.DataFrame], extra: dict, fi
         for task, ps in profiles.items():
             arr = np.stack(ps)
             x = np.arange(arr.shape[1])
-            ax.plot(x, arr.mean(axis=0), marker="o", ms=3, label=f"{task} (n={len(ps)})")
+            ax.plot(x, arr.mean(axis=0), marker="o", ms=3, label=f"{task} ({len(ps)} seed{'' if len(ps) == 1 else 's'})")
             if len(ps) > 1:
                 ax.fill_between(x, arr.min(axis=0), arr.max(axis=0), alpha=0.15)
         ax.set_xlabel("decoder layer")

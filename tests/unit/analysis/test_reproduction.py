@@ -94,6 +94,18 @@ def test_identical_draws_make_claim_c_inconclusive_with_the_reason(tmp_path):
     assert "| 0 | 0 |" in text  # seed 0: no draw differs
 
 
+def test_adaptive_and_static_runs_of_one_seed_are_one_probe_profile(tmp_path):
+    """Claim (a) compares seeds: the adaptive and static runs of a seed share their probe, so one
+    seed per task (two runs each) must not pass as two agreeing seeds."""
+    for task, profile in (("math", [1, 2, 3, 4, 5, 6]), ("commonsense", [6, 5, 4, 3, 2, 1])):
+        for mode in ("adaptive", "static"):
+            _run(tmp_path, "grass", task, 0, 0.5, mode=mode, profile=profile)
+    out = tmp_path / "reproduction.md"
+    assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--out", str(out)]) == 0
+    line = next(x for x in out.read_text().splitlines() if x.startswith("| (a)"))
+    assert "**inconclusive at this budget**" in line and "math: GRASS probe profiles of 1 seed," in line, line
+
+
 def test_runs_in_progress_are_refused_or_previewed_on_request(tmp_path, capsys):
     for method, mode in (("lisa", None), ("grass", "adaptive")):
         _run(tmp_path, method, "math", 0, 0.6, mode=mode, profile=[1, 2, 3, 4, 5, 6])
