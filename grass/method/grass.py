@@ -29,7 +29,9 @@ class GRASS(LayerwiseMethod):
         self.estimator: MGNEstimator | None = None
         self._probing = False
         self._model: nn.Module | None = None
-        self._probe_ckpt = False  # activation checkpointing switched on for the probe (and off after it)
+        # activation checkpointing switched on for the probe (and off after it): False or how HF's
+        # input-grad hook stood before it (see _checkpoint_probe)
+        self._probe_ckpt: bool | str = False
         self._last_micro = True
         # Per-layer sum of squared gradients seen by the hooks this step, kept on the gradient's
         # device (0-d tensors) so a hook never waits for the GPU; read once per step.
@@ -123,7 +125,9 @@ class GRASS(LayerwiseMethod):
         super().on_step_start(step)
 
     def _end_probe(self) -> None:
-        if self._probing:
+        # A run resumed from a checkpoint taken after the last probe step arrives here not probing
+        # but with the probe's window still unfinished (saved in the checkpoint): finish it too.
+        if self._probing or (self.cfg.probe_steps > 0 and not self.estimator.initialized):
             self.estimator.finish_probe()
             for i in range(len(self.lmap)):
                 set_requires_grad(self.lmap.layer_params(i), False)
@@ -146,10 +150,15 @@ class GRASS(LayerwiseMethod):
             if (not self.cfg.probe_checkpointing or model is None or getattr(model, "is_activation_checkpointing", True)
                     or not getattr(model, "supports_gradient_checkpointing", False)):
                 return
+            had_input_hook = hasattr(model, "_require_grads_hook")
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            self._probe_ckpt = True
+            # HF also makes the embeddings' output require grad; undone below, or with frozen
+            # embeddings every update step would backpropagate through the blocks below the active ones
+            self._probe_ckpt = "input_hook_kept" if had_input_hook else "input_hook_added"
         elif self._probe_ckpt:
             model.activation_checkpointing_disable()
+            if self._probe_ckpt == "input_hook_added" and hasattr(model, "_require_grads_hook"):
+                model.disable_input_require_grads()
             self._probe_ckpt = False
 
     def before_backward(self, step: int, last_micro_batch: bool) -> None:
@@ -198,6 +207,7 @@ class GRASS(LayerwiseMethod):
 
     def load_state_dict(self, state: dict) -> None:
         self.estimator.load_state_dict(state["estimator"])
+        self._checkpoint_probe(False)  # a method object reused for a resume may be mid-probe
         self._probing = False  # resumed inside the probe: the next on_step_start re-enters it
         if not state["probing"]:
             self._set_always_trained(True)

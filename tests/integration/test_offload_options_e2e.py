@@ -199,3 +199,21 @@ def test_probe_checkpointing_trains_identically(data_file, tmp_path, monkeypatch
     mgn = [[json.loads(line)["mgn"] for line in next((tmp_path / on).rglob("metrics.jsonl")).read_text().splitlines()]
            for on in ("true", "false")]
     assert mgn[0] == mgn[1] and mgn[0][2] is not None
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "static"])
+def test_resume_right_after_the_probe_keeps_its_measurement(mode, data_file, tmp_path, monkeypatch):
+    """A checkpoint taken after the last probe step holds the probe's unfinished window: the resumed
+    run finishes it and draws from the measured MGN, as the uninterrupted run does."""
+    case = ("grass", "float32", "reset", "step", None, None)
+    extra = ["method.probe_steps=2", f"method.mode={mode}"]
+    straight = _run(monkeypatch, _argv(case, data_file, tmp_path / "a") + extra)
+    first = _run(monkeypatch, _argv(case, data_file, tmp_path / "b") + extra, stop_after=2)  # checkpoint_every=2
+    rest = _run(monkeypatch, _argv(case, data_file, tmp_path / "b") + extra)
+    assert sorted(first) == [0, 1] and sorted(rest) == list(range(2, STEPS))
+    for step, (active, params) in {**first, **rest}.items():
+        assert active == straight[step][0], step
+        assert all(torch.equal(p, straight[step][1][n]) for n, p in params.items()), step
+    mgn = [[json.loads(line)["mgn"] for line in next((tmp_path / r).rglob("metrics.jsonl")).read_text().splitlines()]
+           for r in ("a", "b")]
+    assert mgn[0] == mgn[1] and mgn[1][2] is not None

@@ -103,6 +103,25 @@ def test_probe_checkpointing_only_during_the_probe(make_cfg, fixed_batch_file, p
     assert seen == [during] * 3 + [after] * 3
 
 
+def test_probe_checkpointing_leaves_no_input_grad_behind(make_cfg, fixed_batch_file):
+    """HF's checkpointing also makes the embeddings' output require grad; once the probe ends that is
+    undone, so with frozen embeddings an update step backpropagates no further than its lowest active
+    layer, exactly as when the probe never checkpointed."""
+    needs_grad = {}
+    for on in (True, False):
+        cfg = make_cfg("grass", **{"train.max_steps": 5, "method.probe_steps": 2, "data.train": str(fixed_batch_file),
+                                   "method.probe_checkpointing": on, "method.train_embeddings": False})
+        seen = needs_grad[on] = []
+
+        def watch(step, model, opt, method, seen=seen):
+            if not hasattr(model, "_watch"):
+                model._watch = model.get_input_embeddings().register_forward_hook(
+                    lambda mod, args, out: seen.append(out.requires_grad))
+        train(cfg, progress=False, on_step_end=watch)
+    # the hook is set at the end of step 0: forwards of steps 1 (probe) to 4; the update steps 2-4
+    assert needs_grad[True][1:] == needs_grad[False][1:] == [False] * 3
+
+
 def test_mgn_matches_independent_computation(make_cfg, fixed_batch_file):
     """The probe's MGN equals the per-layer gradient RMS computed by hand on the same batch
     (the model does not change during the probe, so every probe step sees the same gradient),
