@@ -8,15 +8,16 @@ method at its default fields), next to the peak memory the paper reports.
 """
 from __future__ import annotations
 
-import math
+import functools
 
 import pandas as pd
 
 from analysis import paper
+from analysis.collect import flatten
 from analysis.table_format import MISSING, Table
+from grass.config import ADDED_LATER, load_config, to_dict
 from grass.errors import GrassError
 from grass.memory.model import GIB, METHODS, predict
-from grass.optim.offload_state import DEFAULT_CHUNK_MB, DEFAULT_FP32_STATE
 
 PAPER_SETTING = {"model": "llama2-7b", "seq_len": 1024, "batch": 4, "precision": "bf16", "grad_ckpt": True}
 
@@ -57,29 +58,35 @@ def projection_table(methods: list[str], setting: dict | None = None) -> Table:
                "measurement of peak memory; LoRA's value is approximate)."])
 
 
+@functools.lru_cache(maxsize=None)
+def _config_defaults(method: str) -> dict:
+    """A run's flattened config fields at their defaults, except fields added after runs were first
+    recorded: a config without one ran as before the field existed (``grass.config.ADDED_LATER``)."""
+    d = flatten(to_dict(load_config(None, [f"method.name={method}"])))
+    return d | {f"{section}.{key}": value for (section, key), value in ADDED_LATER.items()}
+
+
 def _planner_kwargs(row: pd.Series) -> dict:
     """:func:`grass.memory.model.predict` arguments for one run, from its flattened config."""
-    def cfg(key, default=None, nullable=False):
-        # a key no run records takes the default; a recorded null stays None where null means something
+    defaults = _config_defaults(row["method"])
+
+    def cfg(key):  # a field this run did not record (a NaN cell in a table of mixed runs): see above
         v = row.get(f"cfg.{key}")
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return None if nullable and f"cfg.{key}" in row.index else default
-        return v
+        return defaults.get(key) if v is None or (not isinstance(v, (list, dict)) and pd.isna(v)) else v
 
     kw = dict(precision="bf16" if cfg("model.dtype") == "bfloat16" else "fp32",
-              seq_len=int(cfg("train.seq_len", 1024)), batch=int(cfg("train.batch_size", 4)),
-              grad_ckpt=bool(cfg("train.gradient_checkpointing", False)))
+              seq_len=int(cfg("train.seq_len")), batch=int(cfg("train.batch_size")),
+              grad_ckpt=bool(cfg("train.gradient_checkpointing")))
     if row["method"] in ("lisa", "grass"):
-        kw.update(n_active_layers=int(cfg("method.n_active_layers", 2)), state_policy=cfg("method.state_policy"),
-                  train_embeddings=bool(cfg("method.train_embeddings", True)),
-                  train_head=bool(cfg("method.train_head", True)),
-                  offload_embeddings=bool(cfg("method.offload_embeddings", True)),
-                  offload_chunk_mb=cfg("method.offload_chunk_mb", DEFAULT_CHUNK_MB, nullable=True),
-                  offload_fp32_state=bool(cfg("method.offload_fp32_state", DEFAULT_FP32_STATE)))
-        if row["method"] == "grass":  # a run recorded before the field existed did not checkpoint its probe
-            kw["probe_checkpointing"] = bool(cfg("method.probe_checkpointing", False))
+        kw.update(n_active_layers=int(cfg("method.n_active_layers")), state_policy=cfg("method.state_policy"),
+                  train_embeddings=bool(cfg("method.train_embeddings")), train_head=bool(cfg("method.train_head")),
+                  offload_embeddings=bool(cfg("method.offload_embeddings")),
+                  offload_chunk_mb=cfg("method.offload_chunk_mb"),
+                  offload_fp32_state=bool(cfg("method.offload_fp32_state")))
+        if row["method"] == "grass":
+            kw["probe_checkpointing"] = bool(cfg("method.probe_checkpointing"))
     elif row["method"] in ("lora", "dora"):
-        kw.update(lora_rank=int(cfg("method.rank", 8)), lora_dropout=float(cfg("method.dropout", 0.05)))
+        kw.update(lora_rank=int(cfg("method.rank")), lora_dropout=float(cfg("method.dropout")))
     return kw
 
 

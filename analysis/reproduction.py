@@ -222,7 +222,7 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame]) -> tuple[list[V
     pred = {m: predict(s["model"], m, precision=s["precision"], seq_len=s["seq_len"], batch=s["batch"],
                        grad_ckpt=s["grad_ckpt"]).total for m in ("full", "lora", "lisa", "grass")}
     below_lisa, lora_level = pred["grass"] < pred["lisa"], pred["grass"] <= 1.1 * pred["lora"]
-    # The same planner at these runs' own configs (no gradient checkpointing here), beside it.
+    # The same planner at these runs' own configs, beside it.
     ours = planned_gpu_gib(sel)["total"].groupby(sel["_key"]).mean().dropna()
     ours_text = (f"; at these runs' configs ({main_task}): GRASS {ours['grass'] / ours['lisa']:.2f}x LISA"
                  if {"grass", "lisa"} <= set(ours.index) else "")

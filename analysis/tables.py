@@ -205,13 +205,14 @@ def _budget(runs: pd.DataFrame) -> str:
     return f"{r['model']}: " + (", ".join(p for p in parts if p) or "budget not recorded")
 
 
-def _ours(runs: pd.DataFrame, key: str) -> str:
-    """Our measurement closest to the paper figure ``key`` on one model's runs, as text."""
-    mem, mem_label = memory_gib(runs)
-    measured = mem_label == PEAK_LABEL
-    # Without a CUDA peak (CPU runs) our bytes cannot show offloading, which is what the paper's memory
-    # figures are about: compare the planner's GPU figure for these runs' own configs instead.
-    planned = None if measured else planned_gpu_gib(runs)
+def _ours(runs: pd.DataFrame, key: str, planned: pd.DataFrame | None) -> str:
+    """Our measurement closest to the paper figure ``key`` on one model's runs, as text.
+
+    ``planned``: :func:`planned_gpu_gib` of ``runs`` where they have no CUDA peak (CPU runs, whose
+    bytes cannot show offloading, which is what the paper's memory figures are about), else None.
+    """
+    mem, _ = memory_gib(runs)
+    measured = planned is None
     unit = "GiB peak" if measured else "GiB planned"
     by_method = (mem if measured else planned["total"]).groupby(runs["method"]).mean().dropna()
     acc = runs.groupby("method")["acc/avg"].mean() if "acc/avg" in runs else pd.Series(dtype=float)
@@ -261,13 +262,14 @@ def paper_table(coll: Collection) -> Table:
                    ("ratio/grass/lisa", "peak memory, GRASS / LISA", f"{grass / lisa:.2f}×", "LLaMA2-7B",
                     "derived from Table 4")]
     per_model = list(coll.runs.groupby("model", sort=False))
-    rows = [[q, value, models, where] + [_ours(runs, key) for _, runs in per_model]
+    plans = [None if memory_gib(runs)[1] == PEAK_LABEL else planned_gpu_gib(runs) for _, runs in per_model]
+    rows = [[q, value, models, where] + [_ours(runs, key, plan) for (_, runs), plan in zip(per_model, plans)]
             for key, q, value, models, where in quotes]
     notes = [f"Paper: {paper.PAPER}, as published (GB) on {', '.join(paper.PAPER_MODELS)}. Ours: this "
              "experiment's runs (GiB) on different, much smaller models and training budgets, so only "
              "ratios and directions are comparable, not the values.",
              "Our budgets: " + "; ".join(_budget(runs) for _, runs in per_model) + "."]
-    if any(memory_gib(runs)[1] != PEAK_LABEL for _, runs in per_model):
+    if any(plan is not None for plan in plans):
         notes.append("GiB planned: where no CUDA peak exists (CPU runs, whose host and device are one memory, "
                      "so offloading saves nothing there), the memory planner's device total for each run's own "
                      "config (weights, gradients, optimizer state on the GPU, activations): `grass memory` at "

@@ -129,7 +129,7 @@ _NOT_IN_RUN_ID = ("log",)
 # Fields added after runs were first recorded: left out of the run id while at the value that
 # reproduces the behaviour from before they existed (not always today's default), so adding a field
 # never changes the id (and so never re-runs) a finished run.
-_ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): None,
+ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): None,
                 ("method", "offload_fp32_state"): True, ("data", "heldout"): None, ("data", "heldout_seed"): 0,
                 ("eval", "heldout_loss"): False, ("eval", "heldout_every"): 0, ("model", "tokenizer"): None,
                 ("train", "parallel"): "ddp", ("method", "probe_checkpointing"): False}
@@ -294,7 +294,7 @@ def run_id(cfg: RunConfig) -> str:
     if cfg.log.run_id:
         return cfg.log.run_id
     d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_RUN_ID}
-    for (section, key), default in _ADDED_LATER.items():
+    for (section, key), default in ADDED_LATER.items():
         if d.get(section, {}).get(key, default) == default:
             d[section].pop(key, None)
     for (section, key), default in _NOT_COMPUTED.items():

@@ -227,21 +227,21 @@ def launch(worker: str, out: Path, data: Path, task, timeout_min: int):
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     job, sub_dir = None, out / "submitit"
     try:
-        import submitit
-    except ImportError:
-        submitit = None
-    if submitit is not None:
-        saved = dict(os.environ)
-        # the tasks unpickle ``task`` by reference: they must be able to import its file
-        os.environ.update(PYTHONPATH=path, OMP_NUM_THREADS="1")
         try:
-            ex = submitit.LocalExecutor(folder=sub_dir / "logs")
-            ex.update_parameters(tasks_per_node=2, timeout_min=timeout_min)
-            job = ex.submit(task, str(sub_dir / "runs"), str(data))
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-    try:
+            import submitit
+        except ImportError:
+            submitit = None
+        if submitit is not None:
+            saved = dict(os.environ)
+            # the tasks unpickle ``task`` by reference: they must be able to import its file
+            os.environ.update(PYTHONPATH=path, OMP_NUM_THREADS="1")
+            try:
+                ex = submitit.LocalExecutor(folder=sub_dir / "logs")
+                ex.update_parameters(tasks_per_node=2, timeout_min=timeout_min)
+                job = ex.submit(task, str(sub_dir / "runs"), str(data))
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
         yield {"proc": proc, "out": out, "log": out / "torchrun.log", "job": job, "submitit_dir": sub_dir}
     finally:
         if proc.poll() is None:

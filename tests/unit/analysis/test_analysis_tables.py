@@ -96,9 +96,10 @@ def test_paper_table_keeps_published_figures_apart_from_ours(golden):
     assert "+1.50 points vs lisa (within noise)" in md
     # CPU runs (no CUDA peak): memory is the planner's GPU figure at the runs' own config, not their bytes
     # (which on a CPU count an offloading run's whole state as "device")
-    # (the golden runs' configs predate method.probe_checkpointing: their probe kept its activations)
-    grass, lisa = (predict("tiny-llama", m, precision="fp32", seq_len=128, batch=4, state_policy=pol,
-                           probe_checkpointing=False).total / GIB for m, pol in (("grass", "offload"), ("lisa", "reset")))
+    # (the golden runs' configs predate the offload fields and probe_checkpointing: they ran as before those)
+    before = dict(offload_chunk_mb=None, offload_fp32_state=True, probe_checkpointing=False)
+    grass, lisa = (predict("tiny-llama", m, precision="fp32", seq_len=128, batch=4, state_policy=pol, **before).total
+                   / GIB for m, pol in (("grass", "offload"), ("lisa", "reset")))
     assert f"| peak memory, GRASS | 19.1 GB | LLaMA2-7B | Table 4 | {grass:.3g} GiB planned |" in md
     assert f"| {grass / lisa:.2f}× |" in md and f"{100 * (1 - grass / lisa):.1f}% vs lisa" in md
     assert "w+g+opt" not in md
@@ -129,8 +130,23 @@ def test_planned_gpu_memory_follows_each_runs_config(tmp_path, write_run):
     assert plan.loc["grass2", "total"] < plan.loc["grass0", "total"]
     assert plan.loc["grass0", "total"] == pytest.approx(
         predict("smollm2-135m", "grass", precision="fp32", seq_len=128, batch=4, state_policy="offload",
-                probe_checkpointing=False).total / GIB)
+                offload_chunk_mb=None, offload_fp32_state=True, probe_checkpointing=False).total / GIB)
     assert plan.loc["full0"].isna().all()
+
+
+def test_planned_memory_of_a_run_does_not_depend_on_the_other_runs(tmp_path, write_run):
+    """A run recorded before the offload fields existed is planned as it ran (whole layers, fp32
+    state), alone or beside a run whose config records them (its cell is NaN there)."""
+    write_run(tmp_path, "alone", "grass", 0, {"boolq": 50.0}, model="smollm2-135m")
+    write_run(tmp_path, "mixed", "grass", 0, {"boolq": 50.0}, model="smollm2-135m")
+    write_run(tmp_path, "mixed", "grass", 1, {"boolq": 50.0}, model="smollm2-135m", method_cfg={"offload_chunk_mb": 8})
+    alone = planned_gpu_gib(collect("alone", tmp_path).runs).iloc[0]
+    runs = collect("mixed", tmp_path).runs
+    mixed = planned_gpu_gib(runs)[runs["seed"] == 0].iloc[0]
+    assert alone.tolist() == mixed.tolist()
+    as_ran = predict("smollm2-135m", "grass", precision="fp32", seq_len=128, batch=4, offload_chunk_mb=None,
+                     offload_fp32_state=True, probe_checkpointing=False)
+    assert alone["optimizer_device"] == pytest.approx(as_ran.optimizer_device / GIB)
 
 
 def test_include_unfinished_marks_rows(golden):
