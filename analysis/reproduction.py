@@ -58,6 +58,17 @@ class Paired:
     def se(self) -> float:
         return mean_se(self.diffs)[1] if self.diffs else math.nan
 
+    @property
+    def margin(self) -> float:
+        """Half-width of the 95% interval of the mean: ``t(0.975, n-1)`` standard errors, at least two.
+
+        Two standard errors is the issue's floor; with few seeds the standard error itself is
+        uncertain (one degree of freedom at two seeds: t = 12.7), so the t quantile is used.
+        """
+        from scipy import stats
+
+        return max(2.0, float(stats.t.ppf(0.975, self.n - 1))) * self.se if self.n >= 2 else math.nan
+
     def p_values(self) -> tuple[float, float]:
         """Two-sided paired t-test and exact sign-test p-values (NaN where undefined)."""
         if self.n < 2:
@@ -66,11 +77,11 @@ class Paired:
         return (math.nan if t is None else t), sign_test_p(self.diffs)
 
     def verdict(self, lower_is_better: bool) -> str:
-        """``reproduced`` when ``a`` beats ``b`` beyond two standard errors, ``not reproduced`` when it
-        loses beyond them, else inconclusive."""
+        """``reproduced`` when ``a`` beats ``b`` beyond :attr:`margin`, ``not reproduced`` when it loses
+        beyond it, else inconclusive."""
         if self.n < 2 or not math.isfinite(self.se):
             return INCONCLUSIVE
-        if abs(self.mean) <= 2 * self.se:
+        if abs(self.mean) <= self.margin:
             return INCONCLUSIVE
         better = self.mean < 0 if lower_is_better else self.mean > 0
         return "reproduced" if better else "not reproduced"
@@ -81,7 +92,8 @@ class Paired:
                     f"(one seed: no standard error, no test)")
         t, s = self.p_values()
         return (f"{self.a} - {self.b} on {self.task}, {self.metric}: {self.mean:+.{digits}f} ± {self.se:.{digits}f} "
-                f"(mean ± s.e. over {self.n} seeds; paired t p={t:.3g}, sign p={s:.3g})")
+                f"(mean ± s.e. over {self.n} seeds, 95% interval ± {self.margin:.{digits}f}; paired t p={t:.3g}, "
+                f"sign p={s:.3g})")
 
 
 def paired(runs: pd.DataFrame, a: str, b: str, metric: str, task: str) -> Paired:
@@ -145,9 +157,10 @@ def _loss_claim(runs, claim: str, a: str, b: str, task: str) -> tuple[Verdict, l
     if loss.n < 2:
         reason = f"fewer than two seeds with both {a} and {b} on {task} ({loss.n} so far)"
     elif v == INCONCLUSIVE:
-        reason = "the paired held-out-loss difference is within two standard errors of zero"
+        reason = "the 95% interval of the paired held-out-loss difference contains zero"
     else:
-        reason = f"the paired held-out-loss difference is beyond two standard errors ({'lower' if loss.mean < 0 else 'higher'} is {a})"
+        reason = (f"the 95% interval of the paired held-out-loss difference excludes zero "
+                  f"({'lower' if loss.mean < 0 else 'higher'} is {a})")
     return Verdict(claim, v if loss.n else INCONCLUSIVE, numbers or "no paired runs yet", reason), [loss, acc]
 
 
@@ -241,13 +254,14 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame]) -> tuple[list[V
     rel = Paired("grass", "lisa", "relative step time", main_task, st.seeds,
                  [d / float(lisa_t[s]) for s, d in zip(st.seeds, st.diffs)])
     if rel.n >= 2:
-        ok = rel.mean + 2 * rel.se <= 0.03
-        bad = rel.mean - 2 * rel.se > 0.03
+        ok = rel.mean + rel.margin <= 0.03
+        bad = rel.mean - rel.margin > 0.03
         out.append(Verdict("(f) MGN costs at most ~3% step time",
                            "reproduced" if ok else ("not reproduced" if bad else INCONCLUSIVE),
-                           f"GRASS / LISA median step time - 1: {100 * rel.mean:+.1f}% ± {100 * rel.se:.1f}% over "
-                           f"{rel.n} seeds",
-                           "wall time of runs on a shared CPU; the upper 2-s.e. bound is compared with 3%"))
+                           f"GRASS / LISA median step time - 1: {100 * rel.mean:+.1f}% ± {100 * rel.se:.1f}% s.e. over "
+                           f"{rel.n} seeds (95% interval {100 * (rel.mean - rel.margin):+.1f}% to "
+                           f"{100 * (rel.mean + rel.margin):+.1f}%)",
+                           "wall time of runs on a shared CPU; the interval's upper end is compared with 3%"))
     else:
         out.append(Verdict("(f) MGN costs at most ~3% step time", INCONCLUSIVE,
                            f"{rel.n} paired seed{'' if rel.n == 1 else 's'}",
@@ -332,8 +346,8 @@ def build(coll: Collection, fig_dir: Path) -> str:
              "", "## Verdicts", "",
              "| claim | verdict | numbers | why |", "|:--|:--|:--|:--|"]
     parts += [f"| {v.claim} | **{v.verdict}** | {v.numbers} | {v.reason} |" for v in vs]
-    parts += ["", "A paired difference within two standard errors of the mean over seeds is inconclusive. Held-out "
-              "loss: lower is better.", "", "## Figures", ""]
+    parts += ["", "A paired difference whose 95% interval over seeds (mean ± t(0.975, n-1) standard errors, at "
+              "least two) contains zero is inconclusive. Held-out loss: lower is better.", "", "## Figures", ""]
     parts += _figures(coll, metrics, extra, fig_dir) or ["(no per-step held-out loss or MGN recorded yet)"]
     parts += ["", "## Paired differences per seed", ""]
     rows = [[p.task, f"{p.a} - {p.b}", p.metric, str(p.n), ", ".join(f"{d:+.4f}" for d in p.diffs)]

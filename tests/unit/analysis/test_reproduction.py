@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from grass.cli import main
@@ -93,6 +94,18 @@ def test_identical_draws_make_claim_c_inconclusive_with_the_reason(tmp_path):
     text = out.read_text()
     assert "drew exactly the same active sets" in text
     assert "| 0 | 0 |" in text  # seed 0: no draw differs
+
+
+def test_a_difference_beyond_two_standard_errors_of_two_seeds_is_still_inconclusive():
+    """With two seeds the standard error has one degree of freedom: the 95% interval is 12.7 of
+    them wide on each side, not 2; with eight, 2.36."""
+    from analysis.reproduction import INCONCLUSIVE, Paired
+
+    two = Paired("grass", "lisa", "loss/heldout", "math", [0, 1], [-0.010, -0.014])  # mean -0.012, s.e. 0.002
+    assert abs(two.mean) > 2 * two.se and two.verdict(lower_is_better=True) == INCONCLUSIVE
+    eight = Paired("grass", "lisa", "loss/heldout", "math", list(range(8)), [-0.010, -0.014] * 4)
+    assert eight.margin == pytest.approx(2.365 * eight.se, rel=1e-3)
+    assert eight.verdict(lower_is_better=True) == "reproduced"
 
 
 def test_adaptive_and_static_runs_of_one_seed_are_one_probe_profile(tmp_path):
