@@ -134,6 +134,16 @@ def test_planned_gpu_memory_follows_each_runs_config(tmp_path, write_run):
     assert plan.loc["full0"].isna().all()
 
 
+def test_paper_accuracy_gain_is_grass_not_its_static_ablation_and_paired_by_seed(tmp_path, write_run):
+    for seed, (grass, static, lisa) in enumerate([(50.0, 90.0, 49.0), (52.0, 90.0, 50.0), (51.0, 90.0, 51.5)]):
+        write_run(tmp_path, "gain", "grass", seed, {"boolq": grass}, method_cfg={"mode": "adaptive"})
+        write_run(tmp_path, "gain", "grass", seed, {"boolq": static}, method_cfg={"mode": "static"})
+        write_run(tmp_path, "gain", "lisa", seed, {"boolq": lisa})
+    md = to_markdown(paper_table(collect("gain", tmp_path)))
+    # +0.83 = mean(50, 52, 51) - mean(49, 50, 51.5); paired diffs +1, +2, -0.5: p = 0.32, within noise
+    assert "+0.83 points vs lisa (within noise)" in md
+
+
 def test_planned_memory_of_a_run_does_not_depend_on_the_other_runs(tmp_path, write_run):
     """A run recorded before the offload fields existed is planned as it ran (whole layers, fp32
     state), alone or beside a run whose config records them (its cell is NaN there)."""
