@@ -92,9 +92,9 @@ EXPERIMENT = Experiment(
     description="2 tasks x 5 methods: 3 x 8 + 2 x 3 arithmetic runs and 5 x 3 commonsense runs = 45 runs. "
                 "Launch with the committed results folder as runs dir so finished runs are skipped: "
                 "`bash scripts/run_cpu_repro.sh` (the learning-rate sweep, then this grid, two one-thread "
-                "processes). Measured on one fp32 core of the 2-core AMD EPYC (first runs, lisa and grass "
-                "seed 0 on arithmetic): training ~12 s a step (40 min), each of the four held-out "
-                "evaluations ~4.5 min, greedy evaluation of the 464 GSM8K + SVAMP items ~45 min at 16 prompts a batch, "
-                "~28 min at the 64 it now uses (x1.62 measured on 128 items): about 1.5 h an arithmetic run, so the "
-                "whole grid needs ~33 h with two processes.",
+                "processes). Measured on one fp32 core of the 2-core AMD EPYC beside the other lane (the first six "
+                "arithmetic runs at these settings, 2026-12-02): 3.6-4.2 s median step, four held-out evaluations "
+                "of ~5 min, 15-20 min of greedy generation on the 264 GSM8K + 200 SVAMP items: about 40 min an "
+                "arithmetic run, so the whole grid needs roughly 15 h with two processes (earlier sessions' machine "
+                "was 2-3x slower per step).",
 )
