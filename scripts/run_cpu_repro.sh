@@ -3,8 +3,9 @@
 # (cpu_lr_sweep: each method family's rate, by held-out loss), then the cpu_repro grid in its
 # run_order (the arithmetic LISA / GRASS / GRASS* triple seed by seed, then full and LoRA on
 # arithmetic, then commonsense). N processes at once (default 2, one thread each): whenever one run
-# ends the next starts. Finished runs are skipped, so this resumes after any interruption (Ctrl-C
-# stops the runs at their next step boundary, checkpoint saved); commit results/ as runs finish.
+# ends the next starts. Finished runs are skipped, so this resumes after any interruption (Ctrl-C,
+# or `kill -- -PGID` when it runs in the background, stops the runs at their next step boundary,
+# checkpoint saved); commit results/ as runs finish.
 #
 #   bash scripts/run_cpu_repro.sh [--parallel N] [--no-sweep] [grass launch options...]
 #   e.g. bash scripts/run_cpu_repro.sh --parallel 3 --no-sweep --budget gpu     (one GPU)

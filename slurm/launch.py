@@ -7,11 +7,13 @@ its ``config.yaml`` and a ``job.json`` (cluster, job id, log paths), written ato
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,9 +134,32 @@ def _finished_line(run: Run, seconds: float) -> tuple[bool, str]:
     return False, f"FAILED {run.run_id}: {first_line(result.get('error'))}"
 
 
+@contextlib.contextmanager
+def stop_signals():
+    """Ctrl-C (SIGINT) and ``kill`` (SIGTERM) raise KeyboardInterrupt in here, in the main thread.
+
+    A launcher started in the background by a non-interactive shell (``nohup bash script.sh &``)
+    inherits SIGINT as ignored, so without this ``kill -INT`` did nothing and plain ``kill`` left
+    its runs running without the launcher; either now stops the runs at a step boundary.
+    """
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def run_local(runs: list[Run], max_parallel: int = 1, out: Callable[[str], None] = say) -> int:
     """Run each run as a ``python -m slurm.runner`` process, at most ``max_parallel`` at once; block
-    until all have ended. Ctrl-C stops them at their next step boundary (checkpoint saved).
+    until all have ended. Ctrl-C (or SIGTERM, see :func:`stop_signals`) stops them at their next
+    step boundary (checkpoint saved).
 
     Returns:
         The number of runs that did not finish successfully.
@@ -143,30 +168,32 @@ def run_local(runs: list[Run], max_parallel: int = 1, out: Callable[[str], None]
     # N processes share the cores: without a limit each takes all of them and OpenMP threads spin.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, max_parallel))))
     queue, active, bad, started = list(runs), {}, 0, 0
-    try:
-        while queue or active:
-            while queue and len(active) < max(1, max_parallel):
-                run = queue.pop(0)
-                _prepare(run)
-                log_path = run.run_dir / "local.log"
-                with open(log_path, "a") as logf:
-                    proc = subprocess.Popen([sys.executable, "-m", "slurm.runner", str(run.run_dir)], stdout=logf,
-                                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
-                # at once: a run in its own session gets no Ctrl-C from the terminal, only from _stop_local
-                active[proc] = (run, time.time())
-                write_job(run.run_dir, {"cluster": "local", "pid": proc.pid, "log": str(log_path),
-                                        "submitted_at": _now()})
-                started += 1
-                out(f"[{started}/{len(runs)}] started {run.run_id} ({run.label()}); log {log_path}")
-            for proc in [p for p in active if p.poll() is not None]:
-                run, t0 = active.pop(proc)
-                ok, line = _finished_line(run, time.time() - t0)
-                bad += not ok
-                out(line)
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        _stop_local(list(active), out)
-        raise
+    with stop_signals():  # a second signal, while _stop_local waits, kills the runs
+        try:
+            while queue or active:
+                while queue and len(active) < max(1, max_parallel):
+                    run = queue.pop(0)
+                    _prepare(run)
+                    log_path = run.run_dir / "local.log"
+                    with open(log_path, "a") as logf:
+                        proc = subprocess.Popen([sys.executable, "-m", "slurm.runner", str(run.run_dir)],
+                                                stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                                start_new_session=True)
+                    # at once: a run in its own session gets no Ctrl-C from the terminal, only from _stop_local
+                    active[proc] = (run, time.time())
+                    write_job(run.run_dir, {"cluster": "local", "pid": proc.pid, "log": str(log_path),
+                                            "submitted_at": _now()})
+                    started += 1
+                    out(f"[{started}/{len(runs)}] started {run.run_id} ({run.label()}); log {log_path}")
+                for proc in [p for p in active if p.poll() is not None]:
+                    run, t0 = active.pop(proc)
+                    ok, line = _finished_line(run, time.time() - t0)
+                    bad += not ok
+                    out(line)
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            _stop_local(list(active), out)
+            raise
     return bad
 
 

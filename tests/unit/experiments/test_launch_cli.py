@@ -182,3 +182,25 @@ def test_local_runs_stop_at_their_step_boundary_and_a_second_ctrl_c_kills():
     procs = [_FakeRun(interrupt_wait=True), _FakeRun()]
     _stop_local(procs, lines.append)
     assert all(p.killed for p in procs) and "last periodic checkpoint" in lines[-1]
+
+
+def test_stop_signals_work_even_when_sigint_was_inherited_ignored():
+    """A launcher started in the background by a script inherits SIGINT as ignored: inside
+    stop_signals both SIGINT and SIGTERM still raise KeyboardInterrupt (so the runs are stopped at a
+    step boundary), and the previous handlers come back afterwards."""
+    import os
+    import signal
+
+    from slurm.launch import stop_signals
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `bash script.sh &` hands down
+    term = signal.getsignal(signal.SIGTERM)
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with pytest.raises(KeyboardInterrupt), stop_signals():
+                os.kill(os.getpid(), sig)
+                for _ in range(1000):  # the handler runs between bytecodes
+                    pass
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is term
+    finally:
+        signal.signal(signal.SIGINT, before)
