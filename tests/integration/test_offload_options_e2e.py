@@ -112,6 +112,15 @@ def _check_only_active_change(steps: dict, initial: dict, probe_steps: int) -> N
         prev = params
 
 
+def _assert_same_trajectory(a: dict, b: dict) -> None:
+    """Two straight runs of :func:`_run`: every step, the same active layers and identical weights."""
+    assert sorted(a) == sorted(b) == list(range(STEPS))
+    for step in range(STEPS):
+        (a_active, a_params), (b_active, b_params) = a[step], b[step]
+        assert a_active == b_active
+        assert all(torch.equal(a_params[n], b_params[n]) for n in a_params), f"step {step}"
+
+
 @pytest.mark.parametrize("case", _cases(), ids=_id)
 def test_option_trains_switches_and_resumes_identically(case, data_file, tmp_path, monkeypatch):
     method, dtype, policy, overlap, chunk, fp32 = case
@@ -176,11 +185,7 @@ def test_overlap_backward_trains_like_overlap_step(method, simulate, data_file, 
         if overlap == "step":
             argv.append("train.max_grad_norm=0")  # backward cannot clip: compare like with like
         runs[overlap] = _run(monkeypatch, argv)
-    assert sorted(runs["step"]) == sorted(runs["backward"]) == list(range(STEPS))
-    for step in range(STEPS):
-        (a_active, a), (b_active, b) = runs["step"][step], runs["backward"][step]
-        assert a_active == b_active
-        assert all(torch.equal(a[n], b[n]) for n in a), f"step {step}"
+    _assert_same_trajectory(runs["step"], runs["backward"])
 
 
 def test_probe_checkpointing_trains_identically(data_file, tmp_path, monkeypatch):
@@ -191,11 +196,7 @@ def test_probe_checkpointing_trains_identically(data_file, tmp_path, monkeypatch
         case = ("grass", "float32", "offload", "step", "64", "false")
         argv = _argv(case, data_file, tmp_path / on) + [f"method.probe_checkpointing={on}", "method.probe_steps=2"]
         runs[on] = _run(monkeypatch, argv)
-    assert sorted(runs["true"]) == sorted(runs["false"]) == list(range(STEPS))
-    for step in range(STEPS):
-        (a_active, a), (b_active, b) = runs["true"][step], runs["false"][step]
-        assert a_active == b_active
-        assert all(torch.equal(a[n], b[n]) for n in a), f"step {step}"
+    _assert_same_trajectory(runs["true"], runs["false"])
     mgn = [[json.loads(line)["mgn"] for line in next((tmp_path / on).rglob("metrics.jsonl")).read_text().splitlines()]
            for on in ("true", "false")]
     assert mgn[0] == mgn[1] and mgn[0][2] is not None
