@@ -138,10 +138,12 @@ ADDED_LATER = {("model", "init"): "pretrained", ("method", "offload_chunk_mb"): 
 # Fields that change how a run is recorded, not what it computes: hashed at their default value,
 # so turning on checkpoints (e.g. to survive preemption) or logging more often keeps a run's id.
 _NOT_COMPUTED = {("train", "checkpoint_every"): 0, ("train", "log_every"): 1}
-# Fields that only act when another field of their section has a value: left out of the run id
-# otherwise, so a default that changes them (the offload engine's) re-runs only the runs it changes.
-_ONLY_WHEN = {("method", "offload_chunk_mb"): ("state_policy", "offload"),
-              ("method", "offload_fp32_state"): ("state_policy", "offload")}
+# Fields that only act when another field has a value: left out of the run id otherwise, so a
+# default that changes them (the offload engine's, probe checkpointing's) re-runs only the runs it
+# changes. Probe checkpointing does nothing in a run that checkpoints every step already.
+_ONLY_WHEN = {("method", "offload_chunk_mb"): (("method", "state_policy"), "offload"),
+              ("method", "offload_fp32_state"): (("method", "state_policy"), "offload"),
+              ("method", "probe_checkpointing"): (("train", "gradient_checkpointing"), False)}
 
 
 def _schema_keys(cls: type) -> dict[str, Any]:
@@ -299,8 +301,8 @@ def run_id(cfg: RunConfig) -> str:
             d[section].pop(key, None)
     for (section, key), default in _NOT_COMPUTED.items():
         d[section][key] = default
-    for (section, key), (other, value) in _ONLY_WHEN.items():
-        if key in d.get(section, {}) and d[section].get(other) != value:
+    for (section, key), ((other_section, other), value) in _ONLY_WHEN.items():
+        if key in d.get(section, {}) and d.get(other_section, {}).get(other) != value:
             d[section].pop(key)
     digest = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{cfg.method.name}-{digest}"

@@ -81,6 +81,11 @@ def test_run_ids_recorded_by_earlier_versions_still_match():
     assert reset == "grass-e150f3bc41"  # recorded before the change
     assert run_id(load_config(None, old_grass + ["method.state_policy=reset", "method.offload_chunk_mb=8"])) == reset
     assert run_id(load_config(None, ["method.name=lisa", "model.init=random"])) != "lisa-531ccd22d4"
+    # A run that checkpoints every step has nothing for probe checkpointing to do: either value, or
+    # none (before the field), is one run.
+    checkpointed = [run_id(load_config(None, old_grass[:2] + ["train.gradient_checkpointing=true"] + extra))
+                    for extra in ([], ["method.probe_checkpointing=false"], ["method.probe_checkpointing=true"])]
+    assert len(set(checkpointed)) == 1
     with pytest.raises(ConfigError, match="model.init must be one of pretrained, random"):
         load_config(None, ["model.init=zeros"])
 
