@@ -206,16 +206,27 @@ def _budget(runs: pd.DataFrame) -> str:
     return f"{r['model']}: " + (", ".join(p for p in parts if p) or "budget not recorded")
 
 
-def _ours(runs: pd.DataFrame, key: str, planned: pd.DataFrame | None) -> str:
+def _device_gib(runs: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame | None]:
+    """Device memory of each of one model's runs, and the plan it came from (None: measured).
+
+    The CUDA peak where runs recorded one; else (CPU runs, whose bytes cannot show offloading, which
+    is what the paper's memory figures are about) the planner's total at each run's config.
+    """
+    mem, mem_label = memory_gib(runs)
+    if mem_label == PEAK_LABEL:
+        return mem, None
+    plan = planned_gpu_gib(runs)
+    return plan["total"], plan
+
+
+def _ours(runs: pd.DataFrame, key: str, mem: pd.Series, planned: pd.DataFrame | None) -> str:
     """Our measurement closest to the paper figure ``key`` on one model's runs, as text.
 
-    ``planned``: :func:`planned_gpu_gib` of ``runs`` where they have no CUDA peak (CPU runs, whose
-    bytes cannot show offloading, which is what the paper's memory figures are about), else None.
+    ``mem, planned``: :func:`_device_gib` of ``runs``.
     """
-    mem, _ = memory_gib(runs)
     measured = planned is None
     unit = "GiB peak" if measured else "GiB planned"
-    by_method = (mem if measured else planned["total"]).groupby(runs["method"]).mean().dropna()
+    by_method = mem.groupby(runs["method"]).mean().dropna()
     # GRASS's accuracy is the paper's GRASS: its GRASS* ablation (mode=static) is not a method to quote
     static = runs.get("cfg.method.mode", pd.Series(None, index=runs.index)).eq("static")
     acc_runs = runs[~static]
@@ -272,8 +283,9 @@ def paper_table(coll: Collection) -> Table:
                    ("ratio/grass/lisa", "peak memory, GRASS / LISA", f"{grass / lisa:.2f}×", "LLaMA2-7B",
                     "derived from Table 4")]
     per_model = list(coll.runs.groupby("model", sort=False))
-    plans = [None if memory_gib(runs)[1] == PEAK_LABEL else planned_gpu_gib(runs) for _, runs in per_model]
-    rows = [[q, value, models, where] + [_ours(runs, key, plan) for (_, runs), plan in zip(per_model, plans)]
+    device = [_device_gib(runs) for _, runs in per_model]
+    plans = [plan for _, plan in device]
+    rows = [[q, value, models, where] + [_ours(runs, key, mem, plan) for (_, runs), (mem, plan) in zip(per_model, device)]
             for key, q, value, models, where in quotes]
     notes = [f"Paper: {paper.PAPER}, as published (GB) on {', '.join(paper.PAPER_MODELS)}. Ours: this "
              "experiment's runs (GiB) on different, much smaller models and training budgets, so only "
