@@ -184,6 +184,10 @@ def efficiency_table(coll: Collection) -> Table:
     if any(m[0] == "speed/tokens_per_s" for m in metrics) and any(m[0] == "speed/step_time_s_median" for m in metrics):
         notes.append("Tokens/s is all tokens over all timed steps (slow steps count); step time is the median step, "
                      "so the two need not agree on a noisy machine.")
+    devices = sorted(runs.get("provenance.device_name", pd.Series(dtype=object)).dropna().unique())
+    if len(devices) > 1:
+        notes.append(f"These runs ran on {len(devices)} kinds of device ({'; '.join(devices)}): the speed "
+                     "columns average over them, so compare speed within one device only.")
     peak = runs.get("mem/peak_device_gib", pd.Series(dtype=float))
     if peak.isna().all():
         notes.append("No peak device memory column: CUDA records the peak and these runs were on CPU.")

@@ -24,6 +24,8 @@ def test_auto_through_grass_train_records_what_ran(runs_dir, monkeypatch):
     result = json.loads((run / "result.json").read_text())
     assert result["train/precision"] == "bf16"
     assert "precision: auto" in (run / "config.yaml").read_text()
+    # which CPU it ran on: its kernels (bf16's above all) set the step time
+    assert result["provenance"]["device_name"].endswith(f" ({torch.backends.cpu.get_cpu_capability()})")
 
 
 def _bf16_script():

@@ -15,7 +15,8 @@ L = 6
 
 
 def _run(root: Path, method: str, task: str, seed: int, heldout: float, *, mode: str | None = None,
-         profile: list[float] | None = None, draws_offset: int = 0, step_time: float = 1.0) -> None:
+         profile: list[float] | None = None, draws_offset: int = 0, step_time: float = 1.0,
+         device_name: str = "cpu") -> None:
     key = f"{method}{'-' + mode if mode else ''}-{task}-s{seed}"
     d = root / "repro" / key
     d.mkdir(parents=True)
@@ -44,7 +45,7 @@ def _run(root: Path, method: str, task: str, seed: int, heldout: float, *, mode:
               "seed": seed, "status": "success", "loss/heldout": heldout, "loss/heldout_se": 0.001,
               "acc/boolq": 50.0, "acc/avg": 50.0, "eval/n/boolq": 200, "speed/step_time_s_median": step_time,
               "speed/tokens_per_s": 100.0, "mem/optimizer_state_device_gib": 0.1,
-              "provenance": {"git_dirty": False, "device": "cpu", "device_name": "cpu"}}
+              "provenance": {"git_dirty": False, "device": "cpu", "device_name": device_name}}
     (d / "result.json").write_text(json.dumps(result))
 
 
@@ -106,6 +107,31 @@ def test_a_difference_beyond_two_standard_errors_of_two_seeds_is_still_inconclus
     eight = Paired("grass", "lisa", "loss/heldout", "math", list(range(8)), [-0.010, -0.014] * 4)
     assert eight.margin == pytest.approx(2.365 * eight.se, rel=1e-3)
     assert eight.verdict(lower_is_better=True) == "reproduced"
+
+
+def _verdict_line(root: Path, claim: str) -> str:
+    out = root / "reproduction.md"
+    assert main(["reproduction", "repro", "--runs-dir", str(root), "--out", str(out)]) == 0
+    return next(x for x in out.read_text().splitlines() if x.startswith(f"| {claim}"))
+
+
+def test_step_times_pair_only_runs_on_the_same_device(tmp_path):
+    """Claim (f) divides GRASS's step time by LISA's of the same seed: a seed whose two runs ran on
+    different CPUs (several-fold apart) says nothing about MGN's cost and is left out."""
+    for seed in range(3):
+        fast = "Intel Xeon (AVX512)"
+        _run(tmp_path, "lisa", "math", seed, 0.6, device_name=fast)
+        slow = seed == 2  # GRASS of seed 2 ran on a 3x slower machine
+        _run(tmp_path, "grass", "math", seed, 0.6, mode="adaptive", profile=[1, 2, 3, 4, 5, 6],
+             step_time=3.0 if slow else 1.0 + 0.001 * seed, device_name="AMD EPYC (AVX2)" if slow else fast)
+    line = _verdict_line(tmp_path, "(f)")
+    assert "over 2 seeds" in line and "1 seed left out: GRASS and LISA ran on different devices" in line, line
+    assert "**reproduced**" in line, line  # +0.05% +- 0.05%: the 3x seed would have made it "not reproduced"
+    (tmp_path / "reproduction.md").unlink()
+    tables = tmp_path / "tables"
+    assert main(["tables", "repro", "--runs-dir", str(tmp_path), "--out", str(tables)]) == 0
+    assert "ran on 2 kinds of device (AMD EPYC (AVX2); Intel Xeon (AVX512))" in \
+        "".join(f.read_text() for f in tables.glob("*.md"))
 
 
 def test_adaptive_and_static_runs_of_one_seed_are_one_probe_profile(tmp_path):
