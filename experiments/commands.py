@@ -61,6 +61,11 @@ def _launch(args) -> int:
     if not p.submit:
         print("nothing to submit")
         return 0
+    if args.cluster != "slurm":  # the runs train on this machine: refuse before any starts
+        from grass.train import check_auto_precision, resolve_device
+
+        for run in p.submit:
+            check_auto_precision(run.cfg, run.run_dir, resolve_device(run.cfg.train.device))
     if args.cluster == "slurm":
         submit_slurm(p.submit, profile, exp.name, max_parallel=args.max_parallel)
         print(f"follow with: grass status {exp.name}" + (f" --runs-dir {args.runs_dir}" if args.runs_dir else ""))

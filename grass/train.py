@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import yaml
 from tqdm.auto import tqdm
 
 from grass import checkpoint as ckpt
@@ -162,6 +163,7 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
     is_main = dist is None or dist.rank == 0
     device = dist.device if dist is not None else resolve_device(cfg.train.device)
     # Everything that can fail because of the user's input fails here, before the run directory exists.
+    check_auto_precision(cfg, run_dir, device)
     check_run_data(cfg)
     if dist is not None:
         dist.configure(cfg)  # train.parallel (ddp | fsdp) and what it cannot run
@@ -230,9 +232,16 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     stream = BatchStream(dataset, tc.batch_size, cfg.seed, cfg.data.shuffle, Collator(tokenizer.pad_token_id),
                          rank=dist.rank if dist else 0, world=world)
 
+    precision = resolve_precision(tc.precision, device)
     start_step = 0
     if ckpt.has_checkpoint(run_dir):
-        _check_same_world(run_dir, ckpt.checkpoint_extra(run_dir).get("world_size", 1), world, "checkpointed")
+        extra = ckpt.checkpoint_extra(run_dir)
+        _check_same_world(run_dir, extra.get("world_size", 1), world, "checkpointed")
+        if extra.get("precision", precision) != precision:  # train.precision=auto on another device
+            raise GrassError(f"run {run_dir.name} was checkpointed training in {extra['precision']} and "
+                             f"train.precision={tc.precision} is {precision} on this {device.type}: resuming would mix "
+                             f"the two in one run. Resume it on a device where it is {extra['precision']}, or set "
+                             f"train.precision={extra['precision']} explicitly")
         state = ckpt.load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
                                      dist=dist)
         start_step, stream.position = state["step"], state["data_position"]
@@ -240,7 +249,6 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     metrics = MetricsWriter(run_dir, resume_step=start_step if start_step else None) if is_main else None
     speed = Speedometer(device)
     peaks = {"grads_bytes": 0, "optimizer_state_device_bytes": 0, "optimizer_state_host_bytes": 0}
-    precision = resolve_precision(tc.precision, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -326,7 +334,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
             stop = dist.any(stop)  # a signal seen by one rank stops all of them at the same step
         if (save_now or stop) and (is_main or sharded):  # FSDP: every rank writes its shards
             ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
-                                 step=next_step, data_position=stream.position, extra={"world_size": world},
+                                 step=next_step, data_position=stream.position, extra={"world_size": world, "precision": precision},
                                  dist=dist)
         if stop:
             if dist is not None:
@@ -428,6 +436,36 @@ def _wandb_logger(cfg: RunConfig, run_dir: Path):
     from grass.wandb_log import WandbLogger
 
     return WandbLogger(cfg, run_dir)
+
+
+def check_auto_precision(cfg: RunConfig, run_dir: Path, device: torch.device) -> None:
+    """``train.precision=auto`` is not in the run id but depends on the device (bf16 only where it
+    is native), so a grid relaunched on another machine would train runs under the same ids in
+    another precision, and pair them with the finished ones. Refuse that.
+
+    Raises:
+        GrassError: a finished run of the same experiment that also asked for ``auto`` got another
+            precision than this device gives.
+    """
+    if cfg.train.precision != "auto":
+        return
+    here = resolve_precision("auto", device)
+    others = []
+    for sibling in sorted(run_dir.parent.glob("*/result.json")):
+        done = read_result(sibling.parent)
+        if sibling.parent == run_dir or not done or done.get("status") != "success":
+            continue
+        asked = (yaml.safe_load((sibling.parent / CONFIG).read_text()) or {}).get("train", {}).get("precision") \
+            if (sibling.parent / CONFIG).is_file() else None
+        if asked == "auto" and done.get("train/precision") not in (None, here):
+            others.append((sibling.parent.name, done["train/precision"]))
+    if others:
+        name, other = others[0]
+        raise GrassError(f"train.precision=auto is {here} on this {device.type} ("
+                         f"{'native bf16' if here == 'bf16' else 'no native bf16'}), but {len(others)} finished "
+                         f"run(s) of experiment {run_dir.parent.name} got {other} from it (e.g. {name}): runs here "
+                         f"would not pair with them. Run on a device where it is {other}, or set "
+                         f"train.precision={here} explicitly (new run ids)")
 
 
 def _check_same_world(run_dir: Path, recorded: int, world: int, what: str) -> None:

@@ -5,7 +5,9 @@
 # arithmetic, then commonsense). N processes at once (default 2, one thread each): whenever one run
 # ends the next starts. Finished runs are skipped, so this resumes after any interruption (Ctrl-C,
 # or `kill -- -PGID` when it runs in the background, stops the runs at their next step boundary,
-# checkpoint saved); commit results/ as runs finish.
+# checkpoint saved); commit results/ as runs finish. The runs train in bf16 (train.precision=auto
+# on a CPU with native bf16, as the committed ones did): on a CPU without it the launch refuses
+# (exit 2) rather than train fp32 runs that would pair with them.
 #
 #   bash scripts/run_cpu_repro.sh [--parallel N] [--no-sweep] [grass launch options...]
 #   e.g. bash scripts/run_cpu_repro.sh --parallel 3 --no-sweep --budget gpu     (one GPU)

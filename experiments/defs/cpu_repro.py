@@ -92,9 +92,11 @@ EXPERIMENT = Experiment(
     description="2 tasks x 5 methods: 3 x 8 + 2 x 3 arithmetic runs and 5 x 3 commonsense runs = 45 runs. "
                 "Launch with the committed results folder as runs dir so finished runs are skipped: "
                 "`bash scripts/run_cpu_repro.sh` (the learning-rate sweep, then this grid, two one-thread "
-                "processes). Measured on one fp32 core of the 2-core AMD EPYC beside the other lane (the first six "
+                "processes). The runs need a CPU with native bf16 (AVX512-BF16 or AMX): `train.precision=auto` is "
+                "bf16 there, and on another CPU the launch refuses, since its fp32 runs would pair with the bf16 "
+                "ones. Measured on one bf16 core of such a 2-core CPU beside the other lane (the first six "
                 "arithmetic runs at these settings, 2026-12-02): 3.6-4.2 s median step, four held-out evaluations "
                 "of ~5 min, 15-20 min of greedy generation on the 264 GSM8K + 200 SVAMP items: about 40 min an "
-                "arithmetic run, so the whole grid needs roughly 15 h with two processes (earlier sessions' machine "
-                "was 2-3x slower per step).",
+                "arithmetic run, so the whole grid needs roughly 15 h with two processes. A 2-core AMD EPYC with AVX2 "
+                "only (2026-12-02) took 8-15 s a step in fp32, so ~2 h a run: it cannot extend this grid.",
 )

@@ -1,6 +1,8 @@
 """train.precision=auto: bf16 only where the device computes it natively; the precision run is recorded."""
 import json
 
+import pytest
+
 import torch
 
 import grass.train as loop
@@ -40,8 +42,6 @@ def _bf16_script():
 
 
 def test_bf16_check_refuses_an_emulating_cpu_unless_forced(runs_dir, tmp_path, monkeypatch, capsys):
-    import pytest
-
     from tests.conftest import shared_data_dir
 
     script = _bf16_script()
@@ -58,3 +58,35 @@ def test_bf16_check_refuses_an_emulating_cpu_unless_forced(runs_dir, tmp_path, m
     for m in report["methods"].values():
         assert len(m["fp32"]["loss"]) == len(m["bf16"]["loss"]) == 3
         assert m["speedup"] > 0 and m["max_rel_diff_running_mean"] >= 0
+
+
+def _auto_run(precision_here: str, monkeypatch, *extra: str) -> list[str]:
+    monkeypatch.setattr(loop, "native_bf16", lambda device: precision_here == "bf16")
+    return ["train", "model.name=tiny-llama", "train.precision=auto", "train.max_steps=3", "train.seq_len=64",
+            "log.experiment=grid", *extra]
+
+
+def test_auto_refuses_a_device_that_resolves_it_unlike_the_finished_runs(runs_dir, monkeypatch, capsys):
+    """A grid relaunched on a CPU without native bf16 would train its bf16 runs' siblings in fp32
+    under ids that pair with them: refused, with what to do, and nothing written."""
+    assert main(_auto_run("bf16", monkeypatch, "seed=0")) == 0
+    capsys.readouterr()
+    assert main(_auto_run("fp32", monkeypatch, "seed=1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train.precision=auto is fp32 on this cpu (no native bf16)" in err
+    assert "1 finished run(s) of experiment grid got bf16" in err and "set train.precision=fp32" in err, err
+    assert len(list((runs_dir / "grid").iterdir())) == 1  # no folder for the refused run
+    # an explicit precision is a deliberate choice (its own run id) and runs
+    assert main(_auto_run("fp32", monkeypatch, "seed=1", "train.precision=fp32")) == 0
+
+
+def test_auto_does_not_resume_a_checkpoint_in_another_precision(runs_dir, monkeypatch, capsys):
+    from grass.config import load_config
+
+    args = _auto_run("fp32", monkeypatch, "train.checkpoint_every=1")
+    with pytest.raises(loop.Preempted):
+        loop.train(load_config(None, args[1:]), progress=False, stop_requested=lambda: True)
+    assert main(_auto_run("bf16", monkeypatch, "train.checkpoint_every=1")) == 2
+    err = capsys.readouterr().err
+    assert "was checkpointed training in fp32 and train.precision=auto is bf16 on this cpu" in err, err
+    assert main(_auto_run("fp32", monkeypatch, "train.checkpoint_every=1")) == 0  # the same device resumes

@@ -106,6 +106,23 @@ def test_a_failed_run_shows_its_error_and_is_retried_only_on_request(capsys, tmp
     assert (d / "result.prev.json").is_file() and read_result(d)["status"] == "failed"
 
 
+def test_a_grid_is_refused_where_precision_auto_would_resolve_unlike_its_finished_runs(capsys, tmp_path,
+                                                                                     monkeypatch):
+    """Relaunched on a CPU without native bf16, a bf16 grid's remaining runs would train in fp32
+    under ids that pair with the finished ones: nothing starts, one line says what to do."""
+    import grass.train as loop
+
+    grid = ["smoke", "train.precision=auto", "--runs-dir", str(tmp_path)]
+    monkeypatch.setattr(loop, "native_bf16", lambda device: True)
+    rc, out, _ = launch(capsys, *grid, "--only", "seed=0", "--cluster", "debug")
+    assert rc == 0 and "2 of 2 run(s) finished" in out
+    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    for cluster in ("local", "debug"):
+        rc, out, err = launch(capsys, *grid, "--cluster", cluster)
+        assert rc == 2 and err.count("\n") == 1 and "2 finished run(s) of experiment smoke got bf16" in err, err
+        assert "started" not in out and len(run_dirs(tmp_path)) == 2
+
+
 def test_a_run_whose_process_died_is_canceled_and_resubmitted(capsys, tmp_path):
     rc, out, _ = launch(capsys, "smoke", "--cluster", "debug", "--dry-run", "--only", "seed=0", "--only",
                         "method.name=lisa", "--runs-dir", str(tmp_path))
