@@ -183,8 +183,29 @@ def _relative_step_time(runs: pd.DataFrame, task: str) -> tuple[Paired, int]:
         len(set(paired(runs, "grass", "lisa", metric, task).seeds) - set(seeds))
 
 
-def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame]) -> tuple[list[Verdict], dict]:
-    """One :class:`Verdict` per claim (a)-(f) and the supporting figures (for the document)."""
+def probe_profiles(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> dict[str, dict[int, np.ndarray]]:
+    """Task -> seed -> the probe MGN profile of that seed's GRASS runs.
+
+    One per seed: the adaptive and static runs of a seed run the same probe (same model, same
+    batches), so their profiles are one measurement, and counting both would make a seed agree
+    with itself.
+    """
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for _, r in runs[runs["method"] == "grass"].iterrows():
+        p = probe_mgn(metrics[r["run_id"]]) if r["run_id"] in metrics else None
+        if p is not None:
+            out.setdefault(r["task"], {}).setdefault(int(r["seed"]), p)
+    return out
+
+
+def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame],
+             probe: tuple[Collection, dict[str, pd.DataFrame]] | None = None) -> tuple[list[Verdict], dict]:
+    """One :class:`Verdict` per claim (a)-(f) and the supporting figures (for the document).
+
+    ``probe``: another experiment's runs and metrics (e.g. ``cpu_probe``) to take claim (a)'s
+    profiles from instead of ``coll``'s GRASS runs; they are then compared with ``coll``'s
+    profiles of the same task and seed (``extra["probe_check"]``).
+    """
     runs = coll.runs.copy()
     runs["_key"] = runs.apply(method_key, axis=1)
     tasks = [t for t in ("math", "commonsense") if t in set(runs["task"])]
@@ -192,18 +213,18 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame]) -> tuple[list[V
     extra: dict = {"paired": []}
     out: list[Verdict] = []
 
-    # (a) layer importance depends on the task: probe MGN profiles of GRASS runs, by task, one per
-    # seed: the adaptive and static runs of a seed run the same probe (same model, same batches), so
-    # their profiles are one measurement, and counting both would make a seed agree with itself.
-    profiles = {}
-    for t in tasks:
-        per_seed = {}
-        for _, r in runs[(runs["task"] == t) & (runs["method"] == "grass")].iterrows():
-            p = probe_mgn(metrics[r["run_id"]]) if r["run_id"] in metrics else None
-            if p is not None:
-                per_seed.setdefault(r["seed"], p)
-        profiles[t] = list(per_seed.values())
+    # (a) layer importance depends on the task: probe MGN profiles of GRASS runs, by task, one per seed.
+    own = probe_profiles(runs, metrics)
+    by_seed = own
+    if probe is not None:
+        by_seed = probe_profiles(probe[0].runs, probe[1])
+        tasks = [t for t in ("math", "commonsense") if t in by_seed] or tasks
+        extra["probe_check"] = [(t, s, _spearman(own[t][s], p), float(np.max(np.abs(own[t][s] - p))))
+                                for t, ps in by_seed.items() for s, p in sorted(ps.items()) if s in own.get(t, {})]
+    profiles = {t: list(by_seed.get(t, {}).values()) for t in tasks}
     extra["profiles"] = profiles
+    extra["profiles_from"] = probe[0].experiment if probe is not None else coll.experiment
+    source = f"{probe[0].experiment}: " if probe is not None else ""
     if len(tasks) == 2 and all(len(profiles[t]) >= 2 for t in tasks):
         mean = {t: np.mean(profiles[t], axis=0) for t in tasks}
         rho = _spearman(mean[tasks[0]], mean[tasks[1]])
@@ -213,13 +234,14 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame]) -> tuple[list[V
         differ = max(across) < min(within)
         out.append(Verdict("(a) layer importance depends on the task",
                            "reproduced" if differ else INCONCLUSIVE,
-                           f"Spearman rank correlation of the mean probe profiles {rho:.3f}; across tasks "
+                           f"{source}Spearman rank correlation of the mean probe profiles {rho:.3f} "
+                           f"({', '.join(f'{t} {len(profiles[t])} seeds' for t in tasks)}); across tasks "
                            f"{min(across):.3f}..{max(across):.3f}, within a task (seeds) {min(within):.3f}..{max(within):.3f}",
                            "every cross-task correlation is below every seed-to-seed one" if differ else
                            "cross-task and seed-to-seed correlations overlap"))
     else:
         out.append(Verdict("(a) layer importance depends on the task", INCONCLUSIVE,
-                           ", ".join(f"{t}: GRASS probe profiles of {len(profiles.get(t, []))} "
+                           source + ", ".join(f"{t}: GRASS probe profiles of {len(profiles.get(t, []))} "
                                      f"seed{'' if len(profiles.get(t, [])) == 1 else 's'}" for t in tasks) or "none", "needs GRASS probe profiles of at least two seeds on each of the two tasks"))
 
     # (b) GRASS >= LISA, (c) adaptive >= static, (d) GRASS >= LoRA: paired held-out loss.
@@ -335,7 +357,8 @@ def _figures(coll: Collection, metrics: dict[str, pd.DataFrame], extra: dict, fi
                 ax.fill_between(x, arr.min(axis=0), arr.max(axis=0), alpha=0.15)
         ax.set_xlabel("decoder layer")
         ax.set_ylabel("probe MGN / mean")
-        ax.set_title("GRASS probe importance per layer (band: min-max over seeds)")
+        ax.set_title(f"GRASS probe importance per layer, {extra.get('profiles_from', coll.experiment)} "
+                     "(band: min-max over seeds)")
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(fig_dir / "repro_mgn_by_task.png", dpi=120)
@@ -344,23 +367,30 @@ def _figures(coll: Collection, metrics: dict[str, pd.DataFrame], extra: dict, fi
     return lines
 
 
-def build(coll: Collection, fig_dir: Path) -> str:
-    """The document's markdown (without the discussion)."""
+def _metrics(coll: Collection) -> dict[str, pd.DataFrame]:
+    return {r["run_id"]: read_metrics(r["run_dir"]) for _, r in coll.runs.iterrows()}
+
+
+def build(coll: Collection, fig_dir: Path, probe: Collection | None = None) -> str:
+    """The document's markdown (without the discussion); ``probe``: claim (a)'s experiment, if another."""
     from analysis.projection import projection_table
     from analysis.tables import build_tables
 
-    metrics = {r["run_id"]: read_metrics(r["run_dir"]) for _, r in coll.runs.iterrows()}
-    vs, extra = verdicts(coll, metrics)
+    metrics = _metrics(coll)
+    vs, extra = verdicts(coll, metrics, (probe, _metrics(probe)) if probe is not None else None)
     runs = coll.runs
+    probe_arg = f" --probe-experiment {probe.experiment}" if probe is not None else ""
     parts = [f"# Reproduction: {coll.experiment}", "",
              "Generated by `grass reproduction "
-             f"{coll.experiment} --runs-dir {coll.runs_dir.name}` from the committed result files alone; do not "
-             "edit above the Discussion heading.", "",
+             f"{coll.experiment} --runs-dir {coll.runs_dir.name}{probe_arg}` from the committed result files alone; "
+             "do not edit above the Discussion heading.", "",
              f"{len(runs)} {'' if coll.include_unfinished else 'finished '}run(s): " + ", ".join(
                  f"{k} x{n}" for k, n in runs.apply(method_key, axis=1).value_counts().sort_index().items()) + ".",
              *(["", "**Preview** (--include-unfinished): unfinished runs count with what they have logged so "
                     "far; nothing here is evidence."] if coll.include_unfinished else []),
              *(["", coll.footnote()] if coll.footnote() else []),
+             *(["", f"Claim (a) from `{probe.experiment}`: {len(probe.runs)} finished run(s) "
+                    f"({_budget_line(probe)})."] if probe is not None else []),
              "", "## Verdicts", "",
              "| claim | verdict | numbers | why |", "|:--|:--|:--|:--|"]
     parts += [f"| {v.claim} | **{v.verdict}** | {v.numbers} | {v.reason} |" for v in vs]
@@ -378,34 +408,52 @@ def build(coll: Collection, fig_dir: Path) -> str:
                   "| seed | draws that differ | draws | largest probability change after the probe (adaptive) |",
                   "|--:|--:|--:|--:|"]
         parts += [f"| {s} | {d} | {n} | {p:.4f} |" for s, d, n, p in extra["divergence"]]
+    if extra.get("probe_check"):
+        parts += ["", f"## Probe profiles: {probe.experiment} beside {coll.experiment}", "",
+                  f"Spearman rank correlation between the probe MGN profile of {coll.experiment}'s GRASS run and "
+                  f"{probe.experiment}'s of the same task and seed (same model, batches and probe; they may differ "
+                  "in precision, see above).", "",
+                  "| task | seed | Spearman | largest difference of MGN / mean |", "|:--|--:|--:|--:|"]
+        parts += [f"| {t} | {s} | {r:.3f} | {d:.4f} |" for t, s, r, d in extra["probe_check"]]
     parts += ["", "## Tables", ""]
     parts += [to_markdown(t) for t in build_tables(coll)]
     parts += [to_markdown(projection_table(["full", "lora", "lisa", "grass"]))]
     return "\n".join(parts) + "\n"
 
 
+def _budget_line(coll: Collection) -> str:
+    """Steps, batch, sequence length and precision of a collection's runs, e.g. ``9 steps, 4 x 256, fp32``."""
+    r = coll.runs
+    parts = [f"{', '.join(sorted({str(v) for v in r[c].dropna()}))}{unit}" for c, unit in
+             (("cfg.train.max_steps", " steps"), ("cfg.train.batch_size", " x"), ("cfg.train.seq_len", " tokens"),
+              ("train/precision", "")) if c in r]
+    return ", ".join(parts).replace(" x, ", " x ")
+
+
 def write_reproduction(experiment: str, runs_dir: str | None, out: str | Path,
-                       include_unfinished: bool = False) -> Path:
+                       include_unfinished: bool = False, probe_experiment: str | None = None) -> Path:
     """Write the document (atomically), keeping the discussion of an existing one.
 
     ``include_unfinished`` makes a preview from runs still in progress (the document says so).
+    ``probe_experiment``: take claim (a)'s probe profiles from this experiment (e.g. ``cpu_probe``).
 
     Raises:
-        GrassError: no runs of ``experiment`` under ``runs_dir``.
+        GrassError: no runs of ``experiment`` (or ``probe_experiment``) under ``runs_dir``.
     """
     from grass.results import atomic_write_text
 
     coll = collect(experiment, runs_dir, include_unfinished=include_unfinished)
+    probe = collect(probe_experiment, runs_dir, include_unfinished=include_unfinished) if probe_experiment else None
     out = Path(out)
     discussion = f"{DISCUSSION}\n\n(A person writes the discussion here; it is kept when the document is regenerated.)\n"
     if out.is_file() and DISCUSSION in out.read_text():
         discussion = DISCUSSION + out.read_text().split(DISCUSSION, 1)[1]
-    atomic_write_text(out, build(coll, out.parent / "figures") + "\n" + discussion)
+    atomic_write_text(out, build(coll, out.parent / "figures", probe) + "\n" + discussion)
     return out
 
 
 def _cmd(args) -> int:
-    print(f"wrote {write_reproduction(args.experiment, args.runs_dir, args.out, args.include_unfinished)}")
+    print(f"wrote {write_reproduction(args.experiment, args.runs_dir, args.out, args.include_unfinished, args.probe_experiment)}")
     return 0
 
 
@@ -416,6 +464,8 @@ def add_commands(sub) -> None:
     p.add_argument("experiment", metavar="EXPERIMENT")
     p.add_argument("--runs-dir", default=None, help="root of run directories (e.g. results)")
     p.add_argument("--out", default="docs/reproduction.md", help="the document (default docs/reproduction.md)")
+    p.add_argument("--probe-experiment", metavar="NAME", default=None,
+                   help="take claim (a)'s GRASS probe profiles from this experiment (e.g. cpu_probe) instead")
     p.add_argument("--include-unfinished", action="store_true",
                    help="a preview that also uses runs still in progress (marked as such in the document)")
     p.set_defaults(func=_cmd)

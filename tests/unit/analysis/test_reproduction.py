@@ -16,13 +16,13 @@ L = 6
 
 def _run(root: Path, method: str, task: str, seed: int, heldout: float, *, mode: str | None = None,
          profile: list[float] | None = None, draws_offset: int = 0, step_time: float = 1.0,
-         device_name: str = "cpu") -> None:
+         device_name: str = "cpu", experiment: str = "repro") -> None:
     key = f"{method}{'-' + mode if mode else ''}-{task}-s{seed}"
-    d = root / "repro" / key
+    d = root / experiment / key
     d.mkdir(parents=True)
     mcfg = {"name": method, **({"mode": mode, "probe_steps": 2} if method == "grass" else {})}
     cfg = {"seed": seed, "model": {"name": "tiny-llama"}, "data": {"train": task},
-           "train": {"max_steps": 20}, "eval": {"benchmarks": ["boolq"]}, "log": {"experiment": "repro"},
+           "train": {"max_steps": 20}, "eval": {"benchmarks": ["boolq"]}, "log": {"experiment": experiment},
            "method": mcfg}
     (d / "config.yaml").write_text(yaml.safe_dump(cfg))
     rows = []
@@ -41,7 +41,7 @@ def _run(root: Path, method: str, task: str, seed: int, heldout: float, *, mode:
             row["loss/heldout"] = heldout + (0.1 if step == 9 else 0.0)
         rows.append(row)
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = {"run_id": key, "experiment": "repro", "method": method, "model": "tiny-llama", "task": task,
+    result = {"run_id": key, "experiment": experiment, "method": method, "model": "tiny-llama", "task": task,
               "seed": seed, "status": "success", "loss/heldout": heldout, "loss/heldout_se": 0.001,
               "acc/boolq": 50.0, "acc/avg": 50.0, "eval/n/boolq": 200, "speed/step_time_s_median": step_time,
               "speed/tokens_per_s": 100.0, "mem/optimizer_state_device_gib": 0.1,
@@ -159,3 +159,29 @@ def test_runs_in_progress_are_refused_or_previewed_on_request(tmp_path, capsys):
     text = out.read_text()
     assert "**Preview**" in text and "2 run(s): grass x1, lisa x1." in text
     assert "nan" not in text.lower() and " 0 GiB" not in text  # nothing recorded yet is blank, not zero
+
+
+def test_claim_a_can_take_its_profiles_from_a_probe_experiment(tmp_path):
+    """cpu_probe runs the probe alone on both tasks: claim (a) is decided on it, and its profiles are
+    set beside the main experiment's for the seeds both have."""
+    rng = np.random.default_rng(1)
+    math_p, cs_p = np.arange(1.0, 7.0), np.arange(6.0, 0.0, -1)
+    for seed in range(2):  # the main grid: arithmetic only, so (a) cannot be decided from it
+        _run(tmp_path, "lisa", "math", seed, 0.6)
+        _run(tmp_path, "grass", "math", seed, 0.55, mode="adaptive", profile=list(math_p + 0.05 * rng.standard_normal(L)))
+    for seed in range(3):
+        for task, base in (("math", math_p), ("commonsense", cs_p)):
+            _run(tmp_path, "grass", task, seed, 0.5, mode="adaptive", experiment="probe",
+                 profile=list(base + 0.05 * rng.standard_normal(L)))
+    assert "needs GRASS probe profiles" in _verdict_line(tmp_path, "(a)")
+    out = tmp_path / "reproduction.md"
+    assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--probe-experiment", "probe",
+                 "--out", str(out)]) == 0
+    text = out.read_text()
+    line = next(x for x in text.splitlines() if x.startswith("| (a)"))
+    assert "**reproduced**" in line and "probe: Spearman" in line and "math 3 seeds, commonsense 3 seeds" in line, line
+    assert "--probe-experiment probe" in text and "Claim (a) from `probe`: 6 finished run(s)" in text
+    check = text.split("## Probe profiles: probe beside repro", 1)[1].split("##", 1)[0]
+    assert "| math | 0 | 1.000 | 0.0" in check and "| math | 1 | 1.000 | 0.0" in check and "commonsense" not in check
+    assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--probe-experiment", "nope",
+                 "--out", str(out)]) == 2
