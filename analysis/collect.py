@@ -272,3 +272,19 @@ def memory_gib(runs: pd.DataFrame) -> tuple[pd.Series, str]:
     parts = [runs.get(c, pd.Series(float("nan"), index=runs.index)).astype(float)
              for c in ("mem/params_gib", "mem/grads_gib", "mem/optimizer_state_device_gib")]
     return sum(parts), FALLBACK_LABEL
+
+
+UNRECORDED_CPU = "a CPU (model not recorded)"
+
+
+def device_model(runs: pd.DataFrame) -> pd.Series:
+    """Per run, the device it ran on, to compare speed within: the GPU's name, or the CPU's model.
+
+    Runs recorded before the CPU's model was (their ``device_name`` is the architecture, e.g.
+    ``x86_64``, with no ``(AVX2)``-style suffix) get :data:`UNRECORDED_CPU`: one label for all of
+    them, since they cannot be told apart.
+    """
+    name = runs.get("provenance.device_name", pd.Series(None, index=runs.index, dtype=object))
+    kind = runs.get("provenance.device", pd.Series(None, index=runs.index, dtype=object)).astype(str)
+    legacy = kind.str.startswith("cpu") & ~name.fillna("").astype(str).str.endswith(")")
+    return name.where(~legacy & name.notna(), UNRECORDED_CPU)

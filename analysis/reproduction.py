@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.collect import Collection, collect, read_metrics
+from analysis.collect import Collection, collect, device_model, read_metrics
 from analysis.stats import mean_se, paired_t_p, sign_test_p
 from analysis.table_format import Table, to_markdown
+from grass.errors import GrassError
 
 DISCUSSION = "## Discussion"
 INCONCLUSIVE = "inconclusive at this budget"
@@ -165,21 +166,22 @@ def _loss_claim(runs, claim: str, a: str, b: str, task: str) -> tuple[Verdict, l
 
 
 def _relative_step_time(runs: pd.DataFrame, task: str) -> tuple[Paired, int]:
-    """GRASS / LISA - 1 of the median step time per seed, pairing runs on the same device only.
+    """GRASS / LISA - 1 of the median step time per seed, pairing runs on the same device only
+    (:func:`analysis.collect.device_model`); a seed paired on several devices counts once, averaged.
 
-    Returns the pairs and how many seeds have both methods but on different devices (left out).
+    Returns the pairs and how many seeds have both methods but not on one device (left out).
     """
     metric = "speed/step_time_s_median"
-    device = runs.get("provenance.device_name", pd.Series(None, index=runs.index)).fillna("unrecorded")
-    seeds, rel = [], []
     if metric not in runs:  # no run recorded it (yet)
         return Paired("grass", "lisa", "relative step time", task, [], []), 0
-    for _, same in runs.groupby(device):
+    per_seed: dict[int, list[float]] = {}
+    for _, same in runs.groupby(device_model(runs)):
         st = paired(same, "grass", "lisa", metric, task)
         lisa = same[(same["task"] == task) & (same["_key"] == "lisa")].groupby("seed")[metric].mean()
-        seeds += st.seeds
-        rel += [d / float(lisa[s]) for s, d in zip(st.seeds, st.diffs)]
-    return Paired("grass", "lisa", "relative step time", task, seeds, rel), \
+        for seed, d in zip(st.seeds, st.diffs):
+            per_seed.setdefault(seed, []).append(d / float(lisa[seed]))
+    seeds = sorted(per_seed)
+    return Paired("grass", "lisa", "relative step time", task, seeds, [float(np.mean(per_seed[s])) for s in seeds]), \
         len(set(paired(runs, "grass", "lisa", metric, task).seeds) - set(seeds))
 
 
@@ -241,8 +243,9 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame],
                            "cross-task and seed-to-seed correlations overlap"))
     else:
         out.append(Verdict("(a) layer importance depends on the task", INCONCLUSIVE,
-                           source + ", ".join(f"{t}: GRASS probe profiles of {len(profiles.get(t, []))} "
-                                     f"seed{'' if len(profiles.get(t, [])) == 1 else 's'}" for t in tasks) or "none", "needs GRASS probe profiles of at least two seeds on each of the two tasks"))
+                           source + (", ".join(f"{t}: GRASS probe profiles of {len(profiles.get(t, []))} "
+                                               f"seed{'' if len(profiles.get(t, [])) == 1 else 's'}" for t in tasks)
+                                     or "no GRASS probe profiles"), "needs GRASS probe profiles of at least two seeds on each of the two tasks"))
 
     # (b) GRASS >= LISA, (c) adaptive >= static, (d) GRASS >= LoRA: paired held-out loss.
     for claim, a, b in (("(b) GRASS >= LISA at an equal budget", "grass", "lisa"),
@@ -291,7 +294,7 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame],
     # (f) MGN costs at most ~3% step time: GRASS vs LISA median step time, paired by seed, and only
     # where both ran on the same kind of device: CPUs differ several-fold in step time.
     rel, unmatched = _relative_step_time(runs, main_task)
-    apart = (f"; {unmatched} seed{'' if unmatched == 1 else 's'} left out: GRASS and LISA ran on different devices"
+    apart = (f"; {unmatched} seed{'' if unmatched == 1 else 's'} left out: GRASS and LISA did not run on one known device"
              if unmatched else "")
     if rel.n >= 2:
         ok = rel.mean + rel.margin <= 0.03
@@ -389,8 +392,9 @@ def build(coll: Collection, fig_dir: Path, probe: Collection | None = None) -> s
              *(["", "**Preview** (--include-unfinished): unfinished runs count with what they have logged so "
                     "far; nothing here is evidence."] if coll.include_unfinished else []),
              *(["", coll.footnote()] if coll.footnote() else []),
-             *(["", f"Claim (a) from `{probe.experiment}`: {len(probe.runs)} finished run(s) "
-                    f"({_budget_line(probe)})."] if probe is not None else []),
+             *(["", f"Claim (a) from `{probe.experiment}`: {len(probe.runs)} "
+                    f"{'' if probe.include_unfinished else 'finished '}run(s) ({_budget_line(probe)})."]
+               + (["", probe.footnote()] if probe.footnote() else []) if probe is not None else []),
              "", "## Verdicts", "",
              "| claim | verdict | numbers | why |", "|:--|:--|:--|:--|"]
     parts += [f"| {v.claim} | **{v.verdict}** | {v.numbers} | {v.reason} |" for v in vs]
@@ -444,6 +448,10 @@ def write_reproduction(experiment: str, runs_dir: str | None, out: str | Path,
 
     coll = collect(experiment, runs_dir, include_unfinished=include_unfinished)
     probe = collect(probe_experiment, runs_dir, include_unfinished=include_unfinished) if probe_experiment else None
+    if probe is not None and set(probe.runs["model"]) != set(coll.runs["model"]):
+        raise GrassError(f"--probe-experiment {probe_experiment} ran {', '.join(sorted(set(probe.runs['model'])))} and "
+                         f"{experiment} ran {', '.join(sorted(set(coll.runs['model'])))}: claim (a) must be decided on "
+                         f"the same model; name a probe experiment of that model")
     out = Path(out)
     discussion = f"{DISCUSSION}\n\n(A person writes the discussion here; it is kept when the document is regenerated.)\n"
     if out.is_file() and DISCUSSION in out.read_text():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import paper
-from analysis.collect import PEAK_LABEL, Collection, groups, label, memory_gib
+from analysis.collect import PEAK_LABEL, Collection, device_model, groups, label, memory_gib
 from analysis.columns import benchmark_columns, benchmark_name
 from analysis.estimates import (BEST_RULE, accuracy_estimate, average_estimate, interval_note, loss_estimate,
                                 mark_best, separated)
@@ -184,7 +184,7 @@ def efficiency_table(coll: Collection) -> Table:
     if any(m[0] == "speed/tokens_per_s" for m in metrics) and any(m[0] == "speed/step_time_s_median" for m in metrics):
         notes.append("Tokens/s is all tokens over all timed steps (slow steps count); step time is the median step, "
                      "so the two need not agree on a noisy machine.")
-    devices = sorted(runs.get("provenance.device_name", pd.Series(dtype=object)).dropna().unique())
+    devices = sorted(device_model(runs).dropna().unique())
     if len(devices) > 1:
         notes.append(f"These runs ran on {len(devices)} kinds of device ({'; '.join(devices)}): the speed "
                      "columns average over them, so compare speed within one device only.")

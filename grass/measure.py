@@ -98,10 +98,11 @@ class Speedometer:
             self.time += dt
         return dt
 
+    # None, not 0, when no step was timed (a run of the probe and one update step): no speed was measured.
     @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.time if self.time > 0 else 0.0
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.time if self.time > 0 else None
 
     @property
-    def median_step_s(self) -> float:
-        return statistics.median(self.step_times) if self.step_times else 0.0
+    def median_step_s(self) -> float | None:
+        return statistics.median(self.step_times) if self.step_times else None

@@ -235,13 +235,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     precision = resolve_precision(tc.precision, device)
     start_step = 0
     if ckpt.has_checkpoint(run_dir):
-        extra = ckpt.checkpoint_extra(run_dir)
-        _check_same_world(run_dir, extra.get("world_size", 1), world, "checkpointed")
-        if extra.get("precision", precision) != precision:  # train.precision=auto on another device
-            raise GrassError(f"run {run_dir.name} was checkpointed training in {extra['precision']} and "
-                             f"train.precision={tc.precision} is {precision} on this {device.type}: resuming would mix "
-                             f"the two in one run. Resume it on a device where it is {extra['precision']}, or set "
-                             f"train.precision={extra['precision']} explicitly")
+        _check_same_world(run_dir, ckpt.checkpoint_extra(run_dir).get("world_size", 1), world, "checkpointed")
         state = ckpt.load_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
                                      dist=dist)
         start_step, stream.position = state["step"], state["data_position"]
@@ -439,26 +433,26 @@ def _wandb_logger(cfg: RunConfig, run_dir: Path):
 
 
 def check_auto_precision(cfg: RunConfig, run_dir: Path, device: torch.device) -> None:
-    """``train.precision=auto`` is not in the run id but depends on the device (bf16 only where it
-    is native), so a grid relaunched on another machine would train runs under the same ids in
-    another precision, and pair them with the finished ones. Refuse that.
+    """``train.precision=auto`` is not resolved in the run id but depends on the device (bf16 only
+    where it is native), so a grid relaunched on another machine would train runs under the same
+    ids in another precision and pair them with the finished ones, and a resume would mix the two
+    in one run. Refuse both, before anything is written.
 
     Raises:
-        GrassError: a finished run of the same experiment that also asked for ``auto`` got another
-            precision than this device gives.
+        GrassError: the run's checkpoint, or a finished run of the same experiment that also asked
+            for ``auto`` on the same model, device setting and budget, got another precision than
+            this device gives.
     """
     if cfg.train.precision != "auto":
         return
     here = resolve_precision("auto", device)
-    others = []
-    for sibling in sorted(run_dir.parent.glob("*/result.json")):
-        done = read_result(sibling.parent)
-        if sibling.parent == run_dir or not done or done.get("status") != "success":
-            continue
-        asked = (yaml.safe_load((sibling.parent / CONFIG).read_text()) or {}).get("train", {}).get("precision") \
-            if (sibling.parent / CONFIG).is_file() else None
-        if asked == "auto" and done.get("train/precision") not in (None, here):
-            others.append((sibling.parent.name, done["train/precision"]))
+    if ckpt.has_checkpoint(run_dir):
+        then = ckpt.checkpoint_extra(run_dir).get("precision", here)
+        if then != here:
+            raise GrassError(f"run {run_dir.name} was checkpointed training in {then} and train.precision=auto is "
+                             f"{here} on this {device.type}: resuming would mix the two in one run. Resume it on a "
+                             f"device where it is {then}, or set train.precision={then} explicitly (a new run)")
+    others = [(name, got) for name, got in _auto_siblings(cfg, run_dir) if got != here]
     if others:
         name, other = others[0]
         raise GrassError(f"train.precision=auto is {here} on this {device.type} ("
@@ -466,6 +460,32 @@ def check_auto_precision(cfg: RunConfig, run_dir: Path, device: torch.device) ->
                          f"run(s) of experiment {run_dir.parent.name} got {other} from it (e.g. {name}): runs here "
                          f"would not pair with them. Run on a device where it is {other}, or set "
                          f"train.precision={here} explicitly (new run ids)")
+
+
+# What makes two runs comparable enough that their precisions must agree (seed, method, task may differ).
+_COMPARABLE = (("model", "name"), ("train", "device"), ("train", "max_steps"), ("train", "batch_size"),
+               ("train", "seq_len"))
+
+
+def _auto_siblings(cfg: RunConfig, run_dir: Path) -> list[tuple[str, str]]:
+    """``(run id, precision it ran in)`` of the finished ``auto`` runs beside ``run_dir`` that are
+    comparable with ``cfg``; an unreadable sibling is no evidence either way and is skipped."""
+    mine = {(sec, key): getattr(getattr(cfg, sec), key) for sec, key in _COMPARABLE}
+    out = []
+    for sibling in sorted(run_dir.parent.glob("*/result.json")):
+        if sibling.parent == run_dir:
+            continue
+        try:
+            done = read_result(sibling.parent)
+            theirs = yaml.safe_load((sibling.parent / CONFIG).read_text())
+            asked = {(sec, key): theirs[sec][key] for sec, key in _COMPARABLE} | \
+                {("train", "precision"): theirs["train"]["precision"]}
+            ok, got = done.get("status") == "success", done.get("train/precision")
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+            continue
+        if ok and got and asked.pop(("train", "precision")) == "auto" and asked == mine:
+            out.append((sibling.parent.name, got))
+    return out
 
 
 def _check_same_world(run_dir: Path, recorded: int, world: int, what: str) -> None:

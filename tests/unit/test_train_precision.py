@@ -7,6 +7,7 @@ import torch
 
 import grass.train as loop
 from grass.cli import main
+from grass.results import read_result
 
 
 def test_auto_follows_native_bf16(monkeypatch):
@@ -78,6 +79,14 @@ def test_auto_refuses_a_device_that_resolves_it_unlike_the_finished_runs(runs_di
     assert len(list((runs_dir / "grid").iterdir())) == 1  # no folder for the refused run
     # an explicit precision is a deliberate choice (its own run id) and runs
     assert main(_auto_run("fp32", monkeypatch, "seed=1", "train.precision=fp32")) == 0
+    # so does a run of another budget, which pairs with none of them
+    assert main(_auto_run("fp32", monkeypatch, "seed=1", "train.max_steps=4")) == 0
+    # and a sibling whose files cannot be read is no evidence either way
+    broken = runs_dir / "grid" / "broken"
+    broken.mkdir()
+    (broken / "result.json").write_text(json.dumps({"status": "success", "train/precision": "bf16"}))
+    (broken / "config.yaml").write_text("train: [unclosed\n")
+    assert main(_auto_run("fp32", monkeypatch, "seed=1", "train.max_steps=5")) == 0
 
 
 def test_auto_does_not_resume_a_checkpoint_in_another_precision(runs_dir, monkeypatch, capsys):
@@ -89,4 +98,6 @@ def test_auto_does_not_resume_a_checkpoint_in_another_precision(runs_dir, monkey
     assert main(_auto_run("bf16", monkeypatch, "train.checkpoint_every=1")) == 2
     err = capsys.readouterr().err
     assert "was checkpointed training in fp32 and train.precision=auto is bf16 on this cpu" in err, err
+    (run,) = list((runs_dir / "grid").iterdir())
+    assert read_result(run) is None  # refused before anything was written: not a failed run, still resumable
     assert main(_auto_run("fp32", monkeypatch, "train.checkpoint_every=1")) == 0  # the same device resumes

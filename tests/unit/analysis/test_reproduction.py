@@ -118,19 +118,23 @@ def _verdict_line(root: Path, claim: str) -> str:
 def test_step_times_pair_only_runs_on_the_same_device(tmp_path):
     """Claim (f) divides GRASS's step time by LISA's of the same seed: a seed whose two runs ran on
     different CPUs (several-fold apart) says nothing about MGN's cost and is left out."""
-    for seed in range(3):
-        fast = "Intel Xeon (AVX512)"
+    for seed in range(4):
+        # seed 3: both recorded before the CPU's model was ("x86_64"): one unknown CPU, paired
+        fast = "x86_64" if seed == 3 else "Intel Xeon (AVX512)"
         _run(tmp_path, "lisa", "math", seed, 0.6, device_name=fast)
         slow = seed == 2  # GRASS of seed 2 ran on a 3x slower machine
         _run(tmp_path, "grass", "math", seed, 0.6, mode="adaptive", profile=[1, 2, 3, 4, 5, 6],
              step_time=3.0 if slow else 1.0 + 0.001 * seed, device_name="AMD EPYC (AVX2)" if slow else fast)
+    _run(tmp_path, "lisa", "math", 4, 0.6, device_name="x86_64")  # an unknown CPU pairs with no known one
+    _run(tmp_path, "grass", "math", 4, 0.6, mode="adaptive", profile=[1, 2, 3, 4, 5, 6], step_time=1.0,
+         device_name="Intel Xeon (AVX512)")
     line = _verdict_line(tmp_path, "(f)")
-    assert "over 2 seeds" in line and "1 seed left out: GRASS and LISA ran on different devices" in line, line
-    assert "**reproduced**" in line, line  # +0.05% +- 0.05%: the 3x seed would have made it "not reproduced"
+    assert "over 3 seeds" in line and "2 seeds left out: GRASS and LISA did not run on one known device" in line, line
+    assert "**reproduced**" in line, line  # +0.1% +- 0.1%: the 3x seed would have made it "not reproduced"
     (tmp_path / "reproduction.md").unlink()
     tables = tmp_path / "tables"
     assert main(["tables", "repro", "--runs-dir", str(tmp_path), "--out", str(tables)]) == 0
-    assert "ran on 2 kinds of device (AMD EPYC (AVX2); Intel Xeon (AVX512))" in \
+    assert "ran on 3 kinds of device (AMD EPYC (AVX2); Intel Xeon (AVX512); a CPU (model not recorded))" in \
         "".join(f.read_text() for f in tables.glob("*.md"))
 
 
@@ -185,3 +189,9 @@ def test_claim_a_can_take_its_profiles_from_a_probe_experiment(tmp_path):
     assert "| math | 0 | 1.000 | 0.0" in check and "| math | 1 | 1.000 | 0.0" in check and "commonsense" not in check
     assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--probe-experiment", "nope",
                  "--out", str(out)]) == 2
+    for result in (tmp_path / "probe").glob("*/result.json"):  # a probe of another model decides nothing here
+        result.write_text(result.read_text().replace('"model": "tiny-llama"', '"model": "smollm2-135m"'))
+    before = out.read_text()
+    assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--probe-experiment", "probe",
+                 "--out", str(out)]) == 2
+    assert out.read_text() == before
