@@ -328,8 +328,8 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
             stop = dist.any(stop)  # a signal seen by one rank stops all of them at the same step
         if (save_now or stop) and (is_main or sharded):  # FSDP: every rank writes its shards
             ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
-                                 step=next_step, data_position=stream.position, extra={"world_size": world, "precision": precision},
-                                 dist=dist)
+                                 step=next_step, data_position=stream.position,
+                                 extra={"world_size": world, "precision": precision}, dist=dist)
         if stop:
             if dist is not None:
                 dist.barrier()
