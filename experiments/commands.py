@@ -62,7 +62,8 @@ def _launch(args) -> int:
         print("nothing to submit")
         return 0
     if args.cluster != "slurm":  # the runs train on this machine: refuse before any starts
-        from grass.train import check_auto_precision, resolve_device
+        from grass.precision import check_auto_precision
+        from grass.train import resolve_device
 
         for run in p.submit:
             check_auto_precision(run.cfg, run.run_dir, resolve_device(run.cfg.train.device))

@@ -24,7 +24,8 @@ import torch
 
 from grass.config import load_config
 from grass.results import atomic_write_text
-from grass.train import native_bf16, train
+from grass.precision import native_bf16
+from grass.train import train
 
 METHODS = {"full": [], "lora": ["train.lr=1e-3"], "dora": ["train.lr=1e-3"],
            "lisa": ["method.switch_every=5"], "grass": ["method.switch_every=5", "method.probe_steps=3"]}

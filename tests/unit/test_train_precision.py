@@ -5,6 +5,7 @@ import pytest
 
 import torch
 
+import grass.precision as precision
 import grass.train as loop
 from grass.cli import main
 from grass.results import read_result
@@ -12,15 +13,15 @@ from grass.results import read_result
 
 def test_auto_follows_native_bf16(monkeypatch):
     cpu = torch.device("cpu")
-    assert loop.resolve_precision("fp32", cpu) == "fp32" and loop.resolve_precision("bf16", cpu) == "bf16"
-    monkeypatch.setattr(loop, "native_bf16", lambda device: True)
-    assert loop.resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
-    assert loop.resolve_precision("auto", cpu) == "fp32"
+    assert precision.resolve_precision("fp32", cpu) == "fp32" and precision.resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert precision.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert precision.resolve_precision("auto", cpu) == "fp32"
 
 
 def test_auto_through_grass_train_records_what_ran(runs_dir, monkeypatch):
-    monkeypatch.setattr(loop, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
     assert main(["train", "model.name=tiny-llama", "train.precision=auto", "train.max_steps=2",
                  "train.seq_len=64"]) == 0
     (run,) = list((runs_dir / "default").iterdir())
@@ -62,7 +63,7 @@ def test_bf16_check_refuses_an_emulating_cpu_unless_forced(runs_dir, tmp_path, m
 
 
 def _auto_run(precision_here: str, monkeypatch, *extra: str) -> list[str]:
-    monkeypatch.setattr(loop, "native_bf16", lambda device: precision_here == "bf16")
+    monkeypatch.setattr(precision, "native_bf16", lambda device: precision_here == "bf16")
     return ["train", "model.name=tiny-llama", "train.precision=auto", "train.max_steps=3", "train.seq_len=64",
             "log.experiment=grid", *extra]
 

@@ -110,13 +110,13 @@ def test_a_grid_is_refused_where_precision_auto_would_resolve_unlike_its_finishe
                                                                                      monkeypatch):
     """Relaunched on a CPU without native bf16, a bf16 grid's remaining runs would train in fp32
     under ids that pair with the finished ones: nothing starts, one line says what to do."""
-    import grass.train as loop
+    import grass.precision as precision
 
     grid = ["smoke", "train.precision=auto", "--runs-dir", str(tmp_path)]
-    monkeypatch.setattr(loop, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
     rc, out, _ = launch(capsys, *grid, "--only", "seed=0", "--cluster", "debug")
     assert rc == 0 and "2 of 2 run(s) finished" in out
-    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
     for cluster in ("local", "debug"):
         rc, out, err = launch(capsys, *grid, "--cluster", cluster)
         assert rc == 2 and err.count("\n") == 1 and "2 finished run(s) of experiment smoke got bf16" in err, err
