@@ -16,7 +16,7 @@ L = 6
 
 def _run(root: Path, method: str, task: str, seed: int, heldout: float, *, mode: str | None = None,
          profile: list[float] | None = None, draws_offset: int = 0, step_time: float = 1.0,
-         device_name: str = "cpu", experiment: str = "repro") -> None:
+         probe_time: float | None = None, device_name: str = "cpu", experiment: str = "repro") -> None:
     key = f"{method}{'-' + mode if mode else ''}-{task}-s{seed}"
     d = root / experiment / key
     d.mkdir(parents=True)
@@ -27,7 +27,8 @@ def _run(root: Path, method: str, task: str, seed: int, heldout: float, *, mode:
     (d / "config.yaml").write_text(yaml.safe_dump(cfg))
     rows = []
     for step in range(20):
-        row = {"step": step, "loss": 1.0}
+        probe_step = method == "grass" and step < 2
+        row = {"step": step, "loss": 1.0, "step_time_s": probe_time if probe_step and probe_time else step_time}
         if method in ("lisa", "grass"):
             probe = method == "grass" and step < 2
             block = (step // 4 + seed + draws_offset) % L
@@ -136,6 +137,34 @@ def test_step_times_pair_only_runs_on_the_same_device(tmp_path):
     assert main(["tables", "repro", "--runs-dir", str(tmp_path), "--out", str(tables)]) == 0
     assert "ran on 3 kinds of device (AMD EPYC (AVX2); Intel Xeon (AVX512); a CPU (model not recorded))" in \
         "".join(f.read_text() for f in tables.glob("*.md"))
+
+
+def test_step_time_claim_counts_the_probe(tmp_path):
+    """MGN's main cost on the step budget is the probe (every block's backward, no update), which the
+    median step time leaves out: a GRASS whose update steps cost what LISA's do but whose 2 probe
+    steps of 20 take twice as long is 10% slower over the run, and claim (f) must say so."""
+    for seed in range(4):
+        _run(tmp_path, "lisa", "math", seed, 0.6, step_time=1.0)
+        _run(tmp_path, "grass", "math", seed, 0.6, mode="adaptive", profile=[1, 2, 3, 4, 5, 6],
+             step_time=1.0 + 0.001 * seed, probe_time=2.0)
+    line = _verdict_line(tmp_path, "(f)")
+    assert "**not reproduced**" in line, line
+    assert "median step time (probe left out): +0.1%" in line and "training time of all steps (probe included): +10.1%" \
+        in line, line
+
+
+def test_step_time_claim_needs_every_step_logged(tmp_path):
+    """With steps missing from metrics.jsonl (log_every > 1) the training time is unknown: the
+    probe's cost is unmeasured, so a small median overhead alone does not reproduce the claim."""
+    for seed in range(3):
+        for method, kw in (("lisa", {}), ("grass", {"mode": "adaptive", "profile": [1, 2, 3, 4, 5, 6]})):
+            _run(tmp_path, method, "math", seed, 0.6, step_time=1.0 + 0.001 * seed * (method == "grass"), **kw)
+            m = tmp_path / "repro" / next(p.name for p in (tmp_path / "repro").iterdir()
+                                          if p.name.startswith(method) and p.name.endswith(f"s{seed}")) / "metrics.jsonl"
+            m.write_text("".join(line + "\n" for i, line in enumerate(m.read_text().splitlines()) if i % 5 == 0))
+    line = _verdict_line(tmp_path, "(f)")
+    assert "**inconclusive at this budget**" in line and "(probe included): 0 paired seeds" in line, line
+    assert "train.log_every 1" in line, line
 
 
 def test_adaptive_and_static_runs_of_one_seed_are_one_probe_profile(tmp_path):
