@@ -9,6 +9,7 @@ method at its default fields), next to the peak memory the paper reports.
 from __future__ import annotations
 
 import functools
+import json
 
 import pandas as pd
 
@@ -66,6 +67,11 @@ def _config_defaults(method: str) -> dict:
     return d | {f"{section}.{key}": value for (section, key), value in ADDED_LATER.items()}
 
 
+def _listed(value) -> list:
+    """A list field of a flattened config (:func:`analysis.collect.flatten` keeps lists as JSON text)."""
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
 def _planner_kwargs(row: pd.Series) -> dict:
     """:func:`grass.memory.model.predict` arguments for one run, from its flattened config."""
     defaults = _config_defaults(row["method"])
@@ -86,7 +92,8 @@ def _planner_kwargs(row: pd.Series) -> dict:
         if row["method"] == "grass":
             kw["probe_checkpointing"] = bool(cfg("method.probe_checkpointing"))
     elif row["method"] in ("lora", "dora"):
-        kw.update(lora_rank=int(cfg("method.rank")), lora_dropout=float(cfg("method.dropout")))
+        kw.update(lora_rank=int(cfg("method.rank")), lora_dropout=float(cfg("method.dropout")),
+                  lora_targets=tuple(_listed(cfg("method.target_modules"))))
     return kw
 
 
@@ -108,7 +115,7 @@ def planned_gpu_gib(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         try:
             p = predict(row["model"], row["method"], **_planner_kwargs(row))
-        except GrassError:  # a model the planner cannot resolve offline
+        except GrassError:  # a model the planner cannot resolve offline, LoRA targets it does not model
             continue
         out.loc[i] = [p.total / GIB, p.optimizer_device / GIB]
     return out

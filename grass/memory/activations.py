@@ -5,23 +5,32 @@ the formulas and :class:`grass.memory.tracker.ActivationTracker` measures the sa
 """
 from __future__ import annotations
 
-from grass.memory.arch import Arch, param_tensors
+from grass.memory.arch import ALL_LINEAR, Arch, adapted_linears, param_tensors
 
 F32 = 4  # bytes of a float32
 
 
-def _layer_act(a: Arch, mode: str, w: int, s: int, masked: bool, device: str, lora: tuple[int, float]) -> float:
+# Which tensor feeds each block linear, for LoRA without dropout in fp32: there lora_A's input IS
+# that tensor, saved once however many adapters read it; the attention output (o_proj's input)
+# is saved by attention itself. Sizes per token in elements, by Arch field.
+_LINEAR_INPUT = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "o_proj": None,
+                 "gate_proj": "mlp_in", "up_proj": "mlp_in", "down_proj": "mlp_mid",
+                 "c_attn": "attn_in", "attn.c_proj": None, "c_fc": "mlp_in", "mlp.c_proj": "mlp_mid"}
+
+
+def _layer_act(a: Arch, mode: str, w: int, s: int, masked: bool, device: str,
+               lora: tuple[int, float, tuple[str, ...]]) -> float:
     """Bytes saved for backward by ONE decoder block, per token (see docs/memory.md).
 
     Args:
         mode: ``train`` (weights trainable), ``frozen`` (weights frozen, gradient flows through),
-            ``lora`` / ``dora`` (frozen base + adapters on every linear), ``none`` (no gradient).
+            ``lora`` / ``dora`` (frozen base + adapters on the targeted linears), ``none`` (no gradient).
         w: bytes per element of the weights/activations (4 fp32, 2 bf16).
         s: sequence length; masked: the attention gets a mask (padding or a sliding window),
             so SDPA saves a float copy of it and GQA keys/values are repeated to every head.
         device: ``cpu`` | ``cuda`` (dropout masks: float on CPU, 1 byte on CUDA; GPT-2's
             attention dropout takes the math path on CPU).
-        lora: ``(rank, dropout)``.
+        lora: ``(rank, dropout, target_modules)``.
     """
     if mode == "none":
         return 0.0
@@ -51,29 +60,34 @@ def _layer_act(a: Arch, mode: str, w: int, s: int, masked: bool, device: str, lo
         if train:
             b += a.norms_per_layer * norm_train + 2 * w * h + w * i  # linear inputs: 2 norm outputs, act*up
     if mode in ("lora", "dora"):
-        rank, p = lora
-        ins = [t.linear[0] for t in param_tensors(a)["layer"] if t.linear]
-        outs = [t.linear[1] for t in param_tensors(a)["layer"] if t.linear]
+        rank, p, targets = lora
+        adapted = adapted_linears(a, targets)
+        ins = [t.linear[0] for t in adapted]
+        outs = [t.linear[1] for t in adapted]
         if p > 0:  # each adapter: dropout(x cast to fp32) kept for lora_A, its mask, lora_A's output
             b += sum(n * (F32 + (F32 if device == "cpu" else 1)) for n in ins) + F32 * rank * len(ins)
-        else:  # no dropout: lora_A keeps its (fp32-cast) input; in fp32 the block's own tensors are shared
-            b += (F32 * sum(ins) if w != F32 else F32 * (2 * h + i)) + F32 * rank * len(ins)
+        elif w != F32:  # no dropout: each lora_A keeps its own fp32 cast of its input
+            b += F32 * sum(ins) + F32 * rank * len(ins)
+        else:  # fp32: the cast is the block's own tensor, kept once (see _LINEAR_INPUT)
+            size = {"attn_in": h, "mlp_in": h, "mlp_mid": i}
+            b += F32 * sum(size[g] for g in {_LINEAR_INPUT[t.name] for t in adapted} - {None}) + F32 * rank * len(ins)
         if mode == "dora":  # (m/||W||-1) * base_out + m/||W|| * lora_out keep both outputs, fp32
             b += 2 * F32 * sum(outs)
     return float(b)
 
 
-def _layer_const(a: Arch, mode: str, w: int) -> int:
+def _layer_const(a: Arch, mode: str, w: int, targets: tuple[str, ...]) -> int:
     """Per-block bytes that do not scale with tokens: DoRA on bf16 weights keeps an fp32 copy of
-    every base weight (``weight.to(x.dtype)`` feeds ``F.linear`` and is saved for the input grad)."""
+    every adapted base weight (``weight.to(x.dtype)`` feeds ``F.linear``, saved for the input grad)."""
     if mode == "dora" and w != F32:
-        return F32 * sum(t.numel for t in param_tensors(a)["layer"] if t.linear)
+        return F32 * sum(t.numel for t in adapted_linears(a, targets))
     return 0
 
 
 def activation_bytes(a: Arch, modes: list[str], *, w: int, seq_len: int, batch: int, grad_ckpt: bool,
                      head_trainable: bool, norm_trainable: bool, embed_trainable: bool = False, padded: bool = True,
-                     device: str = "cuda", lora: tuple[int, float] = (8, 0.05)) -> dict[str, int]:
+                     device: str = "cuda",
+                     lora: tuple[int, float, tuple[str, ...]] = (8, 0.05, ALL_LINEAR)) -> dict[str, int]:
     """Peak bytes of activations during one forward+backward (parameters and gradients excluded).
 
     ``peak = sum_l saved_l * T + final_norm * T + rope + max(12 V T, T_block)`` with ``T = batch *
@@ -99,7 +113,7 @@ def activation_bytes(a: Arch, modes: list[str], *, w: int, seq_len: int, batch: 
     per_layer = []
     for k, m in enumerate(modes):
         masked = padded or (sliding_masked and k < a.n_sliding)
-        per_layer.append(_layer_act(a, m, w, s, bool(masked), device, lora) * toks + _layer_const(a, m, w))
+        per_layer.append(_layer_act(a, m, w, s, bool(masked), device, lora) * toks + _layer_const(a, m, w, lora[2]))
     t_block = 2 * w * h * toks  # backward temporaries of one block (gradients of its input/output)
     if grad_ckpt:
         layers = sum(w * h * toks for m in modes if m != "none")

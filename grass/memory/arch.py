@@ -125,16 +125,45 @@ def param_tensors(arch: Arch) -> dict[str, list[Tensor]]:
     return {"embed": embed, "layer": layer, "head": head}
 
 
-def adapter_tensors(arch: Arch, rank: int = 8, dora: bool = False) -> list[Tensor]:
-    """LoRA (DoRA) tensors PEFT adds to ONE decoder block for ``target_modules='all-linear'``."""
+ALL_LINEAR = ("all-linear",)
+
+
+def adapted_linears(arch: Arch, targets: tuple[str, ...] = ALL_LINEAR) -> list[Tensor]:
+    """The weights of ONE decoder block that PEFT adapts for ``target_modules=targets``.
+
+    ``all-linear``: every block linear (PEFT leaves the LM head out). A name matches a weight as
+    PEFT matches module names: equal, or one ends with ``.`` + the other (``c_proj`` adapts GPT-2's
+    ``attn.c_proj`` and ``mlp.c_proj``; ``self_attn.q_proj`` adapts ``q_proj``).
+
+    Raises:
+        GrassError: a name matches no block linear (an adapter outside the decoder blocks, such as
+            on ``lm_head``, is not modelled).
+    """
+    linears = [t for t in param_tensors(arch)["layer"] if t.linear]
+    if tuple(targets) == ALL_LINEAR:
+        return linears
+
+    def match(t: str, n: str) -> bool:
+        return t == n or n.endswith("." + t) or t.endswith("." + n)
+
+    unknown = [t for t in targets if not any(match(t, w.name) for w in linears)]
+    if unknown or not targets:
+        raise GrassError(f"the memory planner models adapters on the decoder blocks' linears "
+                         f"({', '.join(w.name for w in linears)}) or all-linear; target_modules names "
+                         f"{', '.join(unknown) or 'nothing'}")
+    return [w for w in linears if any(match(t, w.name) for t in targets)]
+
+
+def adapter_tensors(arch: Arch, rank: int = 8, dora: bool = False,
+                    targets: tuple[str, ...] = ALL_LINEAR) -> list[Tensor]:
+    """LoRA (DoRA) tensors PEFT adds to ONE decoder block for ``target_modules=targets``."""
     out = []
-    for t in param_tensors(arch)["layer"]:
-        if t.linear:
-            n_in, n_out = t.linear
-            out += [Tensor(t.name + ".lora_A", rank * n_in, rows=rank),
-                    Tensor(t.name + ".lora_B", n_out * rank, rows=n_out)]
-            if dora:
-                out.append(Tensor(t.name + ".lora_magnitude_vector", n_out))
+    for t in adapted_linears(arch, targets):
+        n_in, n_out = t.linear
+        out += [Tensor(t.name + ".lora_A", rank * n_in, rows=rank),
+                Tensor(t.name + ".lora_B", n_out * rank, rows=n_out)]
+        if dora:
+            out.append(Tensor(t.name + ".lora_magnitude_vector", n_out))
     return out
 
 

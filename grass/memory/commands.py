@@ -3,12 +3,14 @@
     grass memory --model llama2-7b --method all --seq-len 1024 --batch 4 --precision bf16
     grass memory --model ./my-model --method grass --n-active-layers 4 --grad-ckpt --json
     grass memory --model llama2-70b --method all --fsdp 8     # per GPU of an 8-GPU FSDP run
+    grass memory --model llama2-7b --method lora --lora-rank 16 --lora-targets q_proj,v_proj
 """
 from __future__ import annotations
 
 import argparse
 import json
 
+from grass.memory.arch import ALL_LINEAR
 from grass.memory.model import GIB, METHODS, PRECISIONS, STATE_POLICIES, Prediction, predict, predict_all
 from grass.optim.offload_state import DEFAULT_CHUNK_MB, DEFAULT_FP32_STATE
 
@@ -22,6 +24,13 @@ def _chunk_mb(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of MiB or none, got '{text}'") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated module names (e.g. q_proj,v_proj) or all-linear")
+    return names
 
 
 def add_commands(subparsers) -> None:
@@ -51,6 +60,9 @@ def add_commands(subparsers) -> None:
                    help="grass: recompute blocks in the probe's backward (default, as method.probe_checkpointing); "
                         "--no-probe-checkpointing: the probe keeps every block's activations")
     p.add_argument("--lora-rank", type=int, default=8, help="LoRA/DoRA rank (default 8)")
+    p.add_argument("--lora-targets", type=_names, default=ALL_LINEAR, metavar="NAMES",
+                   help="LoRA/DoRA target_modules, comma-separated decoder-block linears (e.g. q_proj,v_proj; "
+                        "default all-linear)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                    help="where training runs (cpu: what a CPU run's byte accounting reports)")
     p.add_argument("--fsdp", type=int, default=1, metavar="N",
@@ -68,6 +80,7 @@ def run(args) -> int:
             raise GrassError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     kw = dict(precision=args.precision, seq_len=args.seq_len, batch=args.batch, grad_ckpt=args.grad_ckpt,
               n_active_layers=args.n_active_layers, device=args.device, lora_rank=args.lora_rank,
+              lora_targets=args.lora_targets,
               offload_chunk_mb=args.offload_chunk_mb, offload_fp32_state=args.offload_fp32_state, fsdp=args.fsdp,
               probe_checkpointing=args.probe_checkpointing)
     if args.offload_chunk_mb is not None and not args.offload_chunk_mb > 0:
@@ -88,7 +101,8 @@ def run(args) -> int:
 def format_table(rows: list[Prediction]) -> str:
     """A fixed-width GiB table with one row per prediction and a header naming the setting."""
     r0 = rows[0]
-    head = (f"{r0.model}: {r0.params / 1e9:.3f}B params (base), {r0.precision}, seq {r0.seq_len} x batch "
+    base = r0.params - (r0.trainable_params if r0.method in ("lora", "dora") else 0)  # params counts adapters
+    head = (f"{r0.model}: {base / 1e9:.3f}B params (base), {r0.precision}, seq {r0.seq_len} x batch "
             f"{r0.batch}{', grad-ckpt' if r0.grad_ckpt else ''}, device {r0.device}"
             f"{f', FSDP over {r0.fsdp} ranks: per rank' if r0.fsdp > 1 else ''}; GiB")
     cols = ("method", "trainable", "weights", "grads", "optim dev", "optim host", "activ.", "total dev")

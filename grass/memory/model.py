@@ -8,7 +8,7 @@ docs/memory.md states every formula; in short:
 
 * Parameters are counted exactly from the architecture (LLaMA / Mistral / Qwen2 / Qwen3, Gemma 1-3,
   GPT-2: biases, norms, tied embeddings), LoRA/DoRA adapters exactly as PEFT creates them for
-  ``target_modules="all-linear"`` (every decoder linear, not the LM head: A ``r x in``, B
+  ``target_modules`` (default ``all-linear``: every decoder linear, not the LM head; A ``r x in``, B
   ``out x r``, DoRA magnitude ``out``; always fp32, PEFT's ``autocast_adapter_dtype``).
 * Weights, gradients and optimizer state are what :func:`grass.measure.byte_accounting` reports
   in a real run, peak over update steps as ``grass.train`` records them (after
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 from grass.errors import GrassError
 from grass.memory.activations import activation_bytes
-from grass.memory.arch import Arch, Tensor, adapter_tensors, arch_from_config, count_params, param_tensors
+from grass.memory.arch import ALL_LINEAR, Arch, Tensor, adapter_tensors, arch_from_config, count_params, param_tensors
 from grass.memory.fsdp import shard_all, working_set
 from grass.models.configs import resolve_config
 from grass.optim.offload_state import DEFAULT_CHUNK_MB, DEFAULT_FP32_STATE
@@ -181,7 +181,7 @@ def _bytes(ts: list[Tensor], e: int) -> int:
 def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024, batch: int = 4,
             grad_ckpt: bool = False, n_active_layers: int = 2, state_policy: str | None = None,
             offload: bool | None = None, device: str = "cuda", lora_rank: int = 8, lora_dropout: float = 0.05,
-            train_embeddings: bool = True, train_head: bool = True, visited_layers: int | None = None,
+            lora_targets: tuple[str, ...] = ALL_LINEAR, train_embeddings: bool = True, train_head: bool = True, visited_layers: int | None = None,
             offload_embeddings: bool = True, offload_chunk_mb: float | None = DEFAULT_CHUNK_MB,
             offload_fp32_state: bool = DEFAULT_FP32_STATE, overlap: str = "step", padded: bool = True,
             fsdp: int = 1, probe_checkpointing: bool = True,
@@ -199,7 +199,8 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         state_policy: reset | keep | offload (lisa/grass; default: lisa reset, grass offload);
             ``offload=True/False`` is a shorthand (False means reset).
         device: cuda (planning) or cpu (what a CPU run measures: step counters and offload split).
-        lora_rank, lora_dropout: the adapters (all-linear targets).
+        lora_rank, lora_dropout, lora_targets: the adapters (``method.rank``, ``method.dropout``,
+            ``method.target_modules``: ``all-linear`` or names of decoder-block linears).
         train_embeddings, train_head: the layer-wise methods' always-trained pieces.
         visited_layers: for ``keep``, how many distinct layers were ever active (default: all, the
             worst case the state grows to).
@@ -218,7 +219,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             sets the run's peak.
 
     Raises:
-        GrassError: unknown method / precision / policy, gamma out of range, ``fsdp < 1``.
+        GrassError: unknown method / precision / policy, gamma out of range, ``fsdp < 1``, LoRA targets outside the decoder blocks.
     """
     if method not in METHODS:
         raise GrassError(f"unknown method '{method}'; valid methods: {', '.join(METHODS)}, all")
@@ -238,7 +239,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
     n_params = count_params(arch)
     weights = (_numel(P["embed"] + P["head"]) + L * _numel(P["layer"])) * w
     act_kw = dict(w=w, seq_len=seq_len, batch=batch, grad_ckpt=grad_ckpt, padded=padded, device=device,
-                  lora=(lora_rank, lora_dropout))
+                  lora=(lora_rank, lora_dropout, tuple(lora_targets)))
     details: dict = {"arch": asdict(arch), "layer_params": _numel(G["layer"]), "embed_params": _numel(G["embed"]),
                      "head_params": _numel(G["head"])}
     gamma, policy, label = None, None, method
@@ -250,7 +251,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         act = activation_bytes(arch, ["train"] * L, head_trainable=True, norm_trainable=True, embed_trainable=True,
                                **act_kw)
     elif method in ("lora", "dora"):
-        ad_global = adapter_tensors(arch, lora_rank, method == "dora")
+        ad_global = adapter_tensors(arch, lora_rank, method == "dora", tuple(lora_targets))
         ad = shard_all(ad_global, fsdp)
         trainable = L * _numel(ad_global)
         weights += F32 * L * _numel(ad)  # PEFT keeps adapters in fp32 even on bf16 weights

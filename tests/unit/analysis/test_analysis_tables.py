@@ -118,7 +118,10 @@ def test_planned_gpu_memory_follows_each_runs_config(tmp_path, write_run):
     """Offloading shows in the plan (a CPU's bytes cannot show it), gamma counts, unknown models are blank."""
     for method, seed, fields in [("grass", 0, {"state_policy": "offload"}), ("grass", 1, {"state_policy": "keep"}),
                                  ("grass", 2, {"state_policy": "offload", "probe_checkpointing": True}),
-                                 ("lisa", 0, {"n_active_layers": 2}), ("lisa", 1, {"n_active_layers": 4})]:
+                                 ("lisa", 0, {"n_active_layers": 2}), ("lisa", 1, {"n_active_layers": 4}),
+                                 ("lora", 0, {"target_modules": ["all-linear"]}),
+                                 ("lora", 1, {"target_modules": ["q_proj", "v_proj"]}),
+                                 ("lora", 2, {"target_modules": ["lm_head"]})]:
         write_run(tmp_path, "plan", method, seed, {"boolq": 50.0}, method_cfg=fields, model="smollm2-135m")
     write_run(tmp_path, "plan", "full", 0, {"boolq": 50.0}, model="no-such-model")
     runs = collect("plan", tmp_path).runs
@@ -132,6 +135,8 @@ def test_planned_gpu_memory_follows_each_runs_config(tmp_path, write_run):
         predict("smollm2-135m", "grass", precision="fp32", seq_len=128, batch=4, state_policy="offload",
                 offload_chunk_mb=None, offload_fp32_state=True, probe_checkpointing=False).total / GIB)
     assert plan.loc["full0"].isna().all()
+    assert plan.loc["lora1", "total"] < plan.loc["lora0", "total"]  # two adapted linears a block, not seven
+    assert plan.loc["lora2"].isna().all()  # an adapter outside the blocks: not modelled, so no number
 
 
 def test_paper_accuracy_gain_is_grass_not_its_static_ablation_and_paired_by_seed(tmp_path, write_run):

@@ -147,6 +147,32 @@ def test_grass_probe_activations_as_planned(model, probe_ckpt):
     assert (got < lisa) if probe_ckpt else (got > lisa), (got, lisa)
 
 
+@pytest.mark.parametrize("model,targets", [("tiny-llama", ["q_proj", "v_proj"]), ("tiny-llama", ["down_proj"]),
+                                           ("tiny-gpt2", ["c_proj"])])
+def test_lora_targets_as_planned(tmp_path, model, targets):
+    """method.target_modules other than all-linear: the run's adapter bytes exactly, and its
+    activations (with and without dropout) within 15%, as the planner predicts for those targets."""
+    names = f"[{','.join(targets)}]"
+    for method in ("lora", "dora"):
+        kw = {"lora_targets": tuple(targets)}
+        _check_exact(tmp_path, model, method, [f"method.target_modules={names}"], kw)
+        for dropout in (0.05, 0.0):
+            got = _activation_peak(model, method, "fp32", 64, 2, False, f"method.target_modules={names}",
+                                   f"method.dropout={dropout}")
+            p = predict(model, method, precision="fp32", seq_len=64, batch=2, device="cpu", lora_dropout=dropout,
+                        **kw)
+            assert abs(p.activations / got - 1) < 0.15, (model, method, targets, dropout, p.activations, got)
+    every = predict(model, "lora", precision="fp32", seq_len=64, batch=2, device="cpu")
+    assert p.trainable_params < every.trainable_params
+
+
+def test_lora_targets_outside_the_blocks_are_refused():
+    with pytest.raises(GrassError, match="target_modules names lm_head"):
+        predict("tiny-llama", "lora", lora_targets=("q_proj", "lm_head"))
+    assert predict("tiny-llama", "lora", lora_targets=("self_attn.q_proj",)).trainable_params == \
+        predict("tiny-llama", "lora", lora_targets=("q_proj",)).trainable_params
+
+
 def test_param_counts_match_meta_instantiation():
     from transformers import AutoModelForCausalLM
 
@@ -228,6 +254,17 @@ def test_cli_table_json_and_bad_input(capsys):
     assert err.startswith("error: unknown model 'nope'") and "llama2-7b" in err and len(err.strip().splitlines()) == 1
     assert main(["memory", "--model", "tiny-llama", "--method", "qlora"]) == 2
     assert "valid methods" in capsys.readouterr().err
+    # --lora-targets: fewer adapted linears, fewer trainable parameters; a target outside the blocks is refused
+    trainable = {}
+    for targets in ("all-linear", "q_proj,v_proj"):
+        assert main(["memory", "--model", "llama2-7b", "--method", "lora", "--lora-targets", targets, "--json"]) == 0
+        trainable[targets] = json.loads(capsys.readouterr().out)[0]["trainable_params"]
+    assert trainable["q_proj,v_proj"] == 32 * 2 * 8 * (4096 + 4096) < trainable["all-linear"]
+    assert main(["memory", "--model", "llama2-7b", "--method", "lora"]) == 0  # the base model's size, not + adapters
+    assert capsys.readouterr().out.startswith("llama2-7b: 6.738B params (base)")
+    assert main(["memory", "--model", "llama2-7b", "--method", "lora", "--lora-targets", "lm_head"]) == 2
+    err = capsys.readouterr().err
+    assert "target_modules names lm_head" in err and "q_proj" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
