@@ -329,8 +329,19 @@ def describe(cfg: RunConfig) -> str:
 
 
 def from_run_dir(run_dir: str | os.PathLike) -> RunConfig:
-    """Load the resolved config saved in a run directory."""
+    """Load the resolved config saved in a run directory.
+
+    A field the file does not record (the run predates it, :data:`ADDED_LATER`) takes the value
+    that reproduces how the run ran, not today's default: a resumed or re-evaluated old run computes
+    what it computed before and keeps its run id (its folder's name).
+    """
     p = Path(run_dir) / "config.yaml"
     if not p.is_file():
         raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
-    return config_from_dicts([OmegaConf.to_container(OmegaConf.load(p))])
+    saved = OmegaConf.to_container(OmegaConf.load(p))
+    cfg = config_from_dicts([saved])
+    before = {}
+    for (section, key), value in ADDED_LATER.items():
+        if key not in (saved.get(section) or {}) and hasattr(getattr(cfg, section), key):
+            before.setdefault(section, {})[key] = value
+    return config_from_dicts([before, saved]) if before else cfg

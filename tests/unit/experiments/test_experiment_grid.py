@@ -4,11 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from experiments.grid import expand, select
 from experiments.registry import experiment_names, get_experiment
 from experiments.spec import Experiment, flatten, nest
-from grass.config import config_from_dicts, from_run_dir, run_id, to_dict, to_yaml
+from grass.config import config_from_dicts, from_run_dir, load_config, run_id, to_dict, to_yaml
 from grass.errors import ConfigError, GrassError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -147,6 +148,22 @@ def test_a_run_config_survives_the_trip_to_a_job_with_its_id(tmp_path):
         assert run_id(config_from_dicts([to_dict(run.cfg)])) == run.run_id  # what a SLURM job receives
         (tmp_path / "config.yaml").write_text(to_yaml(run.cfg))
         assert run_id(from_run_dir(tmp_path)) == run.run_id  # what a local process reads
+
+
+def test_a_run_recorded_before_a_field_existed_reloads_as_it_ran(tmp_path):
+    """A GRASS config.yaml from before method.probe_checkpointing and the offload fields existed:
+    a SLURM job (``slurm.runner`` reads it back) must resume it as it ran, under its own id."""
+    cfg = load_config(None, ["method.name=grass", "method.probe_checkpointing=false",
+                             "method.offload_chunk_mb=null", "method.offload_fp32_state=true"])
+    old = to_dict(cfg)
+    for key in ("probe_checkpointing", "offload_chunk_mb", "offload_fp32_state"):
+        del old["method"][key]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    back = from_run_dir(tmp_path)
+    assert (back.method.probe_checkpointing, back.method.offload_chunk_mb, back.method.offload_fp32_state) == \
+        (False, None, True)
+    assert run_id(back) == run_id(cfg)
+    assert load_config(None, ["method.name=grass"]).method.probe_checkpointing  # today's default differs
 
 
 def test_seed_plan_spends_more_seeds_where_it_matches():
