@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import Collection
-from analysis.reproduction import method_key
+from analysis.verdicts import method_key
 
 
 def reproduction_figures(coll: Collection, metrics: dict[str, pd.DataFrame], extra: dict, fig_dir: Path) -> list[str]:

@@ -101,7 +101,7 @@ def test_identical_draws_make_claim_c_inconclusive_with_the_reason(tmp_path):
 def test_a_difference_beyond_two_standard_errors_of_two_seeds_is_still_inconclusive():
     """With two seeds the standard error has one degree of freedom: the 95% interval is 12.7 of
     them wide on each side, not 2; with eight, 2.36."""
-    from analysis.reproduction import INCONCLUSIVE, Paired
+    from analysis.verdicts import INCONCLUSIVE, Paired
 
     two = Paired("grass", "lisa", "loss/heldout", "math", [0, 1], [-0.010, -0.014])  # mean -0.012, s.e. 0.002
     assert abs(two.mean) > 2 * two.se and two.verdict(lower_is_better=True) == INCONCLUSIVE
