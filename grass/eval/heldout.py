@@ -85,11 +85,15 @@ def heldout_loss(model, tokenizer, examples: list[dict], *, seq_len: int, batch_
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                logits_to_keep=labels.shape[1] - first + 1).logits
             target = labels[:, first:]
-            tok = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=IGNORE_INDEX,
-                                  reduction="none")  # [batch, len - first]
             mask = target != IGNORE_INDEX
-            sums += (tok * mask).sum(dim=1).tolist()
-            counts += mask.sum(dim=1).tolist()
+            # One example at a time: an fp32 copy of the whole batch's logits is batch x len x vocab x 4
+            # bytes (3 GiB at 64 x 256 x 49k, twice over with the log-softmax), and two runs side by side
+            # ran out of memory. Each row is computed exactly as in the whole batch (the same bits).
+            for k in range(len(target)):
+                tok = F.cross_entropy(logits[k:k + 1, :-1].float().transpose(1, 2), target[k:k + 1],
+                                      ignore_index=IGNORE_INDEX, reduction="none")  # [1, len - first]
+                sums += (tok * mask[k:k + 1]).sum(dim=1).tolist()
+                counts += mask[k:k + 1].sum(dim=1).tolist()
     finally:
         model.train(was_training)
     mean, se = ratio_mean_se(sums, counts)

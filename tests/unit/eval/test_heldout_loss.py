@@ -52,6 +52,46 @@ def test_heldout_loss_is_the_token_mean_of_the_models_own_loss(adapter):
     assert out["loss/heldout_tokens"] == tokens and out["loss/heldout_n"] == 6
 
 
+def test_heldout_loss_row_by_row_gives_the_whole_batch_bits(monkeypatch):
+    """The loss is taken one example at a time (memory), bit for bit as over the whole batch, so
+    results recorded before and after the change compare exactly."""
+    import torch.nn.functional as F
+
+    import grass.eval.heldout as heldout
+
+    torch.manual_seed(0)
+    model, tok = load_model("tiny-llama")
+    examples = [{"instruction": f"Count to {i}.", "input": "", "output": "one two three " * (i + 1)} for i in range(5)]
+    kw = dict(seq_len=64, batch_size=5, device=torch.device("cpu"))
+    rows = heldout_loss(model, tok, examples, **kw)
+    whole = []  # the batch computed at once: each call's full batch, its row sums taken in one go
+    real = F.cross_entropy
+
+    def batched(logits, target, **kw2):
+        out = real(logits, target, **kw2)
+        if logits.shape[0] == 1:  # the row-by-row calls: compute the same rows within the whole batch too
+            whole.append(out)
+        return out
+
+    monkeypatch.setattr(heldout.F, "cross_entropy", batched)
+    assert heldout_loss(model, tok, examples, **kw) == rows
+    assert len(whole) == len(examples)  # one call per example
+    monkeypatch.undo()
+    collate = Collator(tok.pad_token_id)
+    enc = sorted((encode_example(tok, ex, 64)[0] for ex in examples), key=lambda e: len(e["input_ids"]))
+    batch = collate(enc)
+    labels = batch["labels"]
+    scored = labels != -100
+    first = max(1, int(scored.int().argmax(dim=1).min()))
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       logits_to_keep=labels.shape[1] - first + 1).logits
+    target = labels[:, first:]
+    tok_loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=-100, reduction="none")
+    sums = (tok_loss * (target != -100)).sum(dim=1).tolist()
+    assert rows["loss/heldout"] == ratio_mean_se(sums, (target != -100).sum(dim=1).tolist())[0]
+
+
 def test_train_records_heldout_loss_in_metrics_and_result(runs_dir, fixed_batch_file, tmp_path):
     data = tmp_path / "d.json"
     data.write_text(json.dumps([{"instruction": f"What is {i} plus 1?", "input": "", "output": f"It is {i + 1}."}
