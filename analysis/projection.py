@@ -80,7 +80,9 @@ def _planner_kwargs(row: pd.Series) -> dict:
         v = row.get(f"cfg.{key}")
         return defaults.get(key) if v is None or (not isinstance(v, (list, dict)) and pd.isna(v)) else v
 
+    # On a GPU (bf16 on every one the paper used) train.precision=auto is bf16 autocast as well.
     kw = dict(precision="bf16" if cfg("model.dtype") == "bfloat16" else "fp32",
+              autocast=cfg("train.precision") in ("bf16", "auto"),
               seq_len=int(cfg("train.seq_len")), batch=int(cfg("train.batch_size")),
               grad_ckpt=bool(cfg("train.gradient_checkpointing")))
     if row["method"] in ("lisa", "grass"):
@@ -102,7 +104,8 @@ def planned_gpu_gib(runs: pd.DataFrame) -> pd.DataFrame:
 
     A CPU run's byte accounting cannot show offloading (host and device are one memory, so an
     offloading run counts all its state as "device"); the planner, whose byte counts the tests hold
-    equal to that accounting on a CPU, says what the same config keeps on a CUDA device.
+    equal to that accounting on a CPU, says what the same config keeps on a CUDA device (where
+    ``train.precision=auto`` is bf16 autocast, as on a bf16 CPU).
 
     Returns:
         Columns ``total`` (device GiB: weights, gradients, on-device optimizer state, activations)
@@ -115,7 +118,7 @@ def planned_gpu_gib(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         try:
             p = predict(row["model"], row["method"], **_planner_kwargs(row))
-        except GrassError:  # a model the planner cannot resolve offline, LoRA targets it does not model
+        except GrassError:  # a model the planner cannot resolve offline, LoRA targets or autocast it does not model
             continue
         out.loc[i] = [p.total / GIB, p.optimizer_device / GIB]
     return out

@@ -4,6 +4,7 @@
     grass memory --model ./my-model --method grass --n-active-layers 4 --grad-ckpt --json
     grass memory --model llama2-70b --method all --fsdp 8     # per GPU of an 8-GPU FSDP run
     grass memory --model llama2-7b --method lora --lora-rank 16 --lora-targets q_proj,v_proj
+    grass memory --model smollm2-135m --method all --precision fp32 --autocast   # train.precision=bf16
 """
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seq-len", type=int, default=1024, help="tokens per sequence (default 1024)")
     p.add_argument("--batch", type=int, default=4, help="sequences per micro-batch (default 4)")
     p.add_argument("--precision", default="bf16", choices=PRECISIONS, help="weights dtype (default bf16)")
+    p.add_argument("--autocast", action="store_true",
+                   help="with --precision fp32: bf16 autocast over the fp32 weights, as train.precision=bf16 "
+                        "(or auto on a bf16 device) with model.dtype=float32 runs (not modelled for LoRA/DoRA "
+                        "or GPT-2)")
     p.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing of every decoder block")
     p.add_argument("--n-active-layers", type=int, default=2, help="gamma of lisa / grass (default 2)")
     p.add_argument("--offload", action=argparse.BooleanOptionalAction, default=None,
@@ -82,7 +87,10 @@ def run(args) -> int:
               n_active_layers=args.n_active_layers, device=args.device, lora_rank=args.lora_rank,
               lora_targets=args.lora_targets,
               offload_chunk_mb=args.offload_chunk_mb, offload_fp32_state=args.offload_fp32_state, fsdp=args.fsdp,
-              probe_checkpointing=args.probe_checkpointing)
+              probe_checkpointing=args.probe_checkpointing, autocast=args.autocast)
+    if args.autocast and args.precision != "fp32":
+        raise GrassError("--autocast plans bf16 autocast over fp32 weights: add --precision fp32 (with bf16 "
+                         "weights autocast casts nothing, so plan --precision bf16 without it)")
     if args.offload_chunk_mb is not None and not args.offload_chunk_mb > 0:
         raise GrassError(f"--offload-chunk-mb must be positive or none, got {args.offload_chunk_mb:g}")
     if args.method == "all":
@@ -102,7 +110,8 @@ def format_table(rows: list[Prediction]) -> str:
     """A fixed-width GiB table with one row per prediction and a header naming the setting."""
     r0 = rows[0]
     base = r0.params - (r0.trainable_params if r0.method in ("lora", "dora") else 0)  # params counts adapters
-    head = (f"{r0.model}: {base / 1e9:.3f}B params (base), {r0.precision}, seq {r0.seq_len} x batch "
+    precision = f"{r0.precision} weights + bf16 autocast" if r0.autocast else r0.precision
+    head = (f"{r0.model}: {base / 1e9:.3f}B params (base), {precision}, seq {r0.seq_len} x batch "
             f"{r0.batch}{', grad-ckpt' if r0.grad_ckpt else ''}, device {r0.device}"
             f"{f', FSDP over {r0.fsdp} ranks: per rank' if r0.fsdp > 1 else ''}; GiB")
     cols = ("method", "trainable", "weights", "grads", "optim dev", "optim host", "activ.", "total dev")
@@ -114,6 +123,8 @@ def format_table(rows: list[Prediction]) -> str:
     notes = [f"  {r.label}: probe phase (all blocks trainable) sets the activation peak" for r in rows
              if r.details.get("activation_parts", {}).get("phase") == "probe"]
     notes += [offload_note(r) for r in rows if "offload" in r.details and r.device != "cpu"]
+    if r0.autocast and len(rows) > 1 and not {"lora", "dora"} & {r.method for r in rows}:
+        notes.append("  lora, dora: not planned under autocast (not modelled)")
     lines.append("grads / optimizer: peak over update steps (exact, as byte_accounting records); activations: "
                  "analytic estimate; total = weights + grads + optim dev + activations"
                  + (" + FSDP's unsharded working set (estimate)" if r0.fsdp > 1 else "") + ("\n" + "\n".join(notes)

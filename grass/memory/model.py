@@ -158,6 +158,7 @@ class Prediction:
     total: int
     details: dict = field(default_factory=dict)
     fsdp: int = 1  # world size of an FSDP run: the bytes are per rank
+    autocast: bool = False  # bf16 autocast over fp32 weights
 
     BYTE_FIELDS = ("weights", "grads", "optimizer_device", "optimizer_host", "activations", "total")
 
@@ -184,7 +185,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             lora_targets: tuple[str, ...] = ALL_LINEAR, train_embeddings: bool = True, train_head: bool = True, visited_layers: int | None = None,
             offload_embeddings: bool = True, offload_chunk_mb: float | None = DEFAULT_CHUNK_MB,
             offload_fp32_state: bool = DEFAULT_FP32_STATE, overlap: str = "step", padded: bool = True,
-            fsdp: int = 1, probe_checkpointing: bool = True,
+            fsdp: int = 1, probe_checkpointing: bool = True, autocast: bool = False,
             cache_dir: str | None = None) -> Prediction:
     """Predict the memory of fine-tuning ``model`` with ``method`` (no weights are loaded).
 
@@ -217,6 +218,9 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         probe_checkpointing: grass's probe steps recompute each block in backward (the method's
             ``probe_checkpointing``); False: the probe keeps every block's activations, and often
             sets the run's peak.
+        autocast: bf16 autocast over fp32 weights (``train.precision=bf16`` with ``model.dtype=float32``):
+            activations in bf16 plus every block's bf16 weight casts (docs/memory.md); weights,
+            gradients and optimizer state stay fp32. No effect with ``precision="bf16"``.
 
     Raises:
         GrassError: unknown method / precision / policy, gamma out of range, ``fsdp < 1``, LoRA targets outside the decoder blocks.
@@ -239,7 +243,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
     n_params = count_params(arch)
     weights = (_numel(P["embed"] + P["head"]) + L * _numel(P["layer"])) * w
     act_kw = dict(w=w, seq_len=seq_len, batch=batch, grad_ckpt=grad_ckpt, padded=padded, device=device,
-                  lora=(lora_rank, lora_dropout, tuple(lora_targets)))
+                  lora=(lora_rank, lora_dropout, tuple(lora_targets)), autocast=autocast)
     details: dict = {"arch": asdict(arch), "layer_params": _numel(G["layer"]), "embed_params": _numel(G["embed"]),
                      "head_params": _numel(G["head"])}
     gamma, policy, label = None, None, method
@@ -314,12 +318,16 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
                       grad_ckpt=grad_ckpt, n_active_layers=gamma, state_policy=policy, device=device,
                       params=n_params + (trainable if method in ("lora", "dora") else 0),
                       trainable_params=trainable, weights=weights, grads=grads, optimizer_device=opt[0],
-                      optimizer_host=opt[1], activations=activations, total=total, details=details, fsdp=fsdp)
+                      optimizer_host=opt[1], activations=activations, total=total, details=details, fsdp=fsdp,
+                      autocast=autocast and precision == "fp32")
 
 
 def predict_all(model, **kw) -> list[Prediction]:
-    """Every method: full, lora, dora, lisa (reset), grass (offload) and grass (reset)."""
+    """Every method: full, lora, dora, lisa (reset), grass (offload) and grass (reset); under
+    ``autocast`` of fp32 weights without lora and dora, which the planner does not model there."""
     kw = {k: v for k, v in kw.items() if k not in ("offload", "state_policy")}
-    return [predict(model, "full", **kw), predict(model, "lora", **kw), predict(model, "dora", **kw),
+    # The planner does not model LoRA/DoRA under autocast of fp32 weights: leave them out.
+    adapters = kw.get("autocast") and kw.get("precision", "bf16") == "fp32"
+    return [predict(model, "full", **kw), *([] if adapters else [predict(model, m, **kw) for m in ("lora", "dora")]),
             predict(model, "lisa", **kw), predict(model, "grass", state_policy="offload", **kw),
             predict(model, "grass", state_policy="reset", **kw)]

@@ -48,11 +48,13 @@ def _write_run(root: Path, experiment: str, method: str, seed: int, acc: dict | 
               tokens_per_s: float = 1000.0, trainable: int = 1_000_000, steps: int = 60,
               method_cfg: dict | None = None, model: str = "tiny-llama",
               benchmarks: tuple[str, ...] = ("boolq", "piqa"), n_items: int | None = None,
-              heldout: tuple[float, float] | None = None, device: str = "cpu") -> Path:
+              heldout: tuple[float, float] | None = None, device: str = "cpu",
+              train_cfg: dict | None = None) -> Path:
     """One run directory with config.yaml, metrics.jsonl and (if finished) result.json.
 
     ``n_items`` records ``eval/n/<benchmark>`` (the item count intervals come from); ``heldout`` is the
-    final ``(loss/heldout, loss/heldout_se)``, also logged on the way in metrics.jsonl.
+    final ``(loss/heldout, loss/heldout_se)``, also logged on the way in metrics.jsonl; ``train_cfg``
+    adds or overrides ``train`` fields of the config.
     """
     fields = {**METHOD_FIELDS.get(method, {}), **(method_cfg or {})}
     run_id = f"{method}-{model}-s{seed}" + "".join(f"-{k}{v}" for k, v in sorted((method_cfg or {}).items()))
@@ -60,7 +62,8 @@ def _write_run(root: Path, experiment: str, method: str, seed: int, acc: dict | 
     run_dir.mkdir(parents=True)
     cfg = {"seed": seed, "model": {"name": model, "dtype": "float32", "cache_dir": None},
            "data": {"train": None, "max_examples": None, "shuffle": True},
-           "train": {"max_steps": steps, "batch_size": 4, "seq_len": 128, "lr": 1e-4, "device": "cpu"},
+           "train": {"max_steps": steps, "batch_size": 4, "seq_len": 128, "lr": 1e-4, "device": "cpu",
+                     **(train_cfg or {})},
            "eval": {"benchmarks": list(benchmarks), "limit": 20},
            "log": {"wandb": "disabled", "experiment": experiment, "tags": []},
            "method": {"name": method, **fields}}

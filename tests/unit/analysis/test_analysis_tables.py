@@ -139,6 +139,22 @@ def test_planned_gpu_memory_follows_each_runs_config(tmp_path, write_run):
     assert plan.loc["lora2"].isna().all()  # an adapter outside the blocks: not modelled, so no number
 
 
+def test_planned_gpu_memory_of_autocast_runs(tmp_path, write_run):
+    """bf16 autocast over fp32 weights (train.precision bf16, or auto: bf16 on a GPU) is planned as
+    such; LoRA under autocast is not modelled, so it gets no number rather than fp32's."""
+    for method, seed, precision in [("lisa", 0, "fp32"), ("lisa", 1, "bf16"), ("lisa", 2, "auto"), ("lora", 0, "bf16")]:
+        write_run(tmp_path, "amp", method, seed, {"boolq": 50.0}, model="smollm2-135m",
+                  train_cfg={"precision": precision})
+    runs = collect("amp", tmp_path).runs
+    plan = planned_gpu_gib(runs).set_axis(runs["method"] + runs["seed"].astype(str))
+    planned = {ac: predict("smollm2-135m", "lisa", precision="fp32", seq_len=128, batch=4, state_policy="reset",
+                           autocast=ac).total / GIB for ac in (False, True)}
+    assert plan.loc["lisa0", "total"] == pytest.approx(planned[False])
+    assert plan.loc["lisa1", "total"] == plan.loc["lisa2", "total"] == pytest.approx(planned[True])
+    assert planned[True] != pytest.approx(planned[False])  # more here: the weight casts outweigh the bf16 savings
+    assert plan.loc["lora0"].isna().all()
+
+
 def test_paper_accuracy_gain_is_grass_not_its_static_ablation_and_paired_by_seed(tmp_path, write_run):
     for seed, (grass, static, lisa) in enumerate([(50.0, 90.0, 49.0), (52.0, 90.0, 50.0), (51.0, 90.0, 51.5)]):
         write_run(tmp_path, "gain", "grass", seed, {"boolq": grass}, method_cfg={"mode": "adaptive"})
