@@ -39,7 +39,9 @@ def prob_drift(metrics: pd.DataFrame) -> float:
 
 def train_time_s(metrics: pd.DataFrame | None, steps: int) -> float | None:
     """Wall time of a run's ``steps`` training steps, probe and warm-up included: the sum of the logged
-    ``step_time_s`` (held-out evaluation and checkpoints are not in it).
+    ``step_time_s`` (held-out evaluation and checkpoints are not in it, nor the method's
+    ``on_step_start`` work before the step timer starts: GRASS's importance refresh and layer
+    switches, vectors of one number per layer).
 
     None unless every step was logged (``train.log_every`` 1); a step run twice (a resume) counts its
     last try.

@@ -128,30 +128,51 @@ def param_tensors(arch: Arch) -> dict[str, list[Tensor]]:
 ALL_LINEAR = ("all-linear",)
 
 
-def adapted_linears(arch: Arch, targets: tuple[str, ...] = ALL_LINEAR) -> list[Tensor]:
+# A block linear's path inside its decoder block, as PEFT sees the module name
+# (``model.layers.3.self_attn.q_proj``, ``transformer.h.3.mlp.c_fc``).
+_IN_BLOCK = {"q_proj": "self_attn.q_proj", "k_proj": "self_attn.k_proj", "v_proj": "self_attn.v_proj",
+             "o_proj": "self_attn.o_proj", "gate_proj": "mlp.gate_proj", "up_proj": "mlp.up_proj",
+             "down_proj": "mlp.down_proj", "c_attn": "attn.c_attn", "attn.c_proj": "attn.c_proj",
+             "c_fc": "mlp.c_fc", "mlp.c_proj": "mlp.c_proj"}
+_OUTSIDE_BLOCKS = ("lm_head", "embed_tokens", "wte", "wpe", "embed_out")
+
+
+def adapted_linears(arch: Arch, targets: tuple[str, ...] | str = ALL_LINEAR) -> list[Tensor]:
     """The weights of ONE decoder block that PEFT adapts for ``target_modules=targets``.
 
-    ``all-linear``: every block linear (PEFT leaves the LM head out). A name matches a weight as
-    PEFT matches module names: equal, or one ends with ``.`` + the other (``c_proj`` adapts GPT-2's
-    ``attn.c_proj`` and ``mlp.c_proj``; ``self_attn.q_proj`` adapts ``q_proj``).
+    ``all-linear``: every block linear (PEFT leaves the LM head out). Otherwise PEFT's rule: a
+    module is adapted when its full name equals a target or ends with ``.`` + the target, so
+    ``c_proj`` adapts GPT-2's ``attn.c_proj`` and ``mlp.c_proj``, ``self_attn.q_proj`` adapts
+    ``q_proj``, ``attn.q_proj`` adapts nothing; a target that matches nothing is ignored, as PEFT
+    ignores it, as long as another one matches.
 
     Raises:
-        GrassError: a name matches no block linear (an adapter outside the decoder blocks, such as
-            on ``lm_head``, is not modelled).
+        GrassError: no target matches a block linear (PEFT refuses such a config too); a target names
+            one layer (``model.layers.0.self_attn.q_proj``: the planner counts all blocks alike) or a
+            module outside the decoder blocks (``lm_head``): neither is modelled.
     """
+    if isinstance(targets, str):
+        targets = (targets,)
     linears = [t for t in param_tensors(arch)["layer"] if t.linear]
     if tuple(targets) == ALL_LINEAR:
         return linears
+    one_layer = [t for t in targets if any(part.isdigit() for part in t.split("."))]
+    outside = [t for t in targets if t.split(".")[-1] in _OUTSIDE_BLOCKS]
+    if one_layer or outside:
+        raise GrassError(f"the memory planner models adapters on every decoder block's linears alike; target_modules "
+                         f"names {', '.join(one_layer + outside)} ({'one layer' if one_layer else 'outside the blocks'}): "
+                         f"name block linears ({', '.join(w.name for w in linears)}) or all-linear")
 
-    def match(t: str, n: str) -> bool:
-        return t == n or n.endswith("." + t) or t.endswith("." + n)
+    def match(target: str, w: Tensor) -> bool:
+        path = _IN_BLOCK[w.name]
+        return path == target or path.endswith("." + target)
 
-    unknown = [t for t in targets if not any(match(t, w.name) for w in linears)]
-    if unknown or not targets:
-        raise GrassError(f"the memory planner models adapters on the decoder blocks' linears "
-                         f"({', '.join(w.name for w in linears)}) or all-linear; target_modules names "
-                         f"{', '.join(unknown) or 'nothing'}")
-    return [w for w in linears if any(match(t, w.name) for t in targets)]
+    adapted = [w for w in linears if any(match(t, w) for t in targets)]
+    if not adapted:
+        raise GrassError(f"target_modules names {', '.join(targets) or 'nothing'}, which matches no linear of the "
+                         f"decoder blocks ({', '.join(_IN_BLOCK[w.name] for w in linears)}); name one of them or "
+                         f"all-linear")
+    return adapted
 
 
 def adapter_tensors(arch: Arch, rank: int = 8, dora: bool = False,

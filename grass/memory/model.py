@@ -236,6 +236,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         arch, name = arch_from_config(cfg), model if isinstance(model, str) else cfg.model_type
     if fsdp < 1:
         raise GrassError(f"fsdp must be a world size >= 1, got {fsdp}")
+    lora_targets = (lora_targets,) if isinstance(lora_targets, str) else tuple(lora_targets)
     w = F32 if precision == "fp32" else 2
     G, L = param_tensors(arch), arch.layers  # G: global tensors (counts); P: this rank's (bytes)
     P = {k: shard_all(v, fsdp) for k, v in G.items()}

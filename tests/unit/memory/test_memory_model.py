@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -200,11 +201,31 @@ def test_lora_targets_as_planned(tmp_path, model, targets):
     assert p.trainable_params < every.trainable_params
 
 
-def test_lora_targets_outside_the_blocks_are_refused():
-    with pytest.raises(GrassError, match="target_modules names lm_head"):
-        predict("tiny-llama", "lora", lora_targets=("q_proj", "lm_head"))
-    assert predict("tiny-llama", "lora", lora_targets=("self_attn.q_proj",)).trainable_params == \
-        predict("tiny-llama", "lora", lora_targets=("q_proj",)).trainable_params
+@pytest.mark.parametrize("model,targets", [
+    ("tiny-llama", ["q_proj", "v_proj"]), ("tiny-llama", ["self_attn.q_proj"]), ("tiny-llama", ["mlp.down_proj"]),
+    ("tiny-llama", ["q_proj", "no_such_module"]), ("tiny-gpt2", ["c_proj"]), ("tiny-gpt2", ["attn.c_proj", "c_fc"])])
+def test_lora_targets_match_as_peft_does(model, targets):
+    """The planner adapts exactly the linears PEFT adapts for the same target_modules (a name that
+    matches nothing is ignored, as PEFT ignores it beside one that matches)."""
+    from peft import LoraConfig, get_peft_model
+
+    from grass.models.load import load_model
+
+    base, _ = load_model(model)
+    peft = get_peft_model(base, LoraConfig(r=4, target_modules=targets))
+    real = sum(p.numel() for n, p in peft.named_parameters() if "lora_" in n)
+    assert predict(model, "lora", lora_rank=4, lora_targets=tuple(targets)).trainable_params == real
+
+
+def test_lora_targets_the_planner_cannot_model_are_refused():
+    # outside the blocks, one layer only (the planner counts every block alike), nothing PEFT would match
+    for targets, says in ((("q_proj", "lm_head"), "names lm_head (outside the blocks)"),
+                          (("model.layers.0.self_attn.q_proj",), "(one layer)"),
+                          (("attn.q_proj",), "matches no linear of the decoder blocks")):
+        with pytest.raises(GrassError, match=re.escape(says)):
+            predict("tiny-llama", "lora", lora_targets=targets)
+    assert predict("tiny-llama", "lora", lora_targets="q_proj").trainable_params == \
+        predict("tiny-llama", "lora", lora_targets=("q_proj",)).trainable_params  # a string is one name
 
 
 def test_param_counts_match_meta_instantiation():
