@@ -145,8 +145,21 @@ def cpu_name() -> str:
     return f"{model or platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()})"
 
 
-def provenance(device) -> dict:
-    """Where a result came from: git sha and dirty flag, package versions, device, SLURM job."""
+def code_version() -> dict:
+    """``{"git_sha", "git_dirty"}`` of this checkout now: read when a run, or a resumed part of it,
+    starts (the code it imports), not when it ends."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"git_sha": _git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None}
+
+
+def provenance(device, code_segments: list[dict] | None = None) -> dict:
+    """Where a result came from: git sha and dirty flag, package versions, device, SLURM job.
+
+    ``code_segments``: the code each part of a resumed run ran (``from_step``, ``git_sha``,
+    ``git_dirty``; :func:`code_version` at each start). The sha is then the last part's, dirty if any
+    part was, and a run that ran more than one part lists them (``code_segments``), so a resume
+    across a code change shows; without it, the checkout's state now.
+    """
     import importlib.metadata as md
 
     import torch
@@ -157,12 +170,14 @@ def provenance(device) -> dict:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             versions[pkg] = None
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    segments = code_segments or [code_version()]
+    dirty = [seg["git_dirty"] for seg in segments]
     dev = torch.device(device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
     return {
-        "git_sha": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(status) if status is not None else None,
+        "git_sha": segments[-1]["git_sha"],
+        "git_dirty": True if True in dirty else (None if None in dirty else False),
+        **({"code_segments": segments} if len(segments) > 1 else {}),
         "versions": versions,
         "python": platform.python_version(),
         "device": str(dev),

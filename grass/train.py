@@ -32,7 +32,7 @@ from grass.models.checks import check_context
 from grass.models.load import count_params, load_model
 from grass.precision import check_auto_precision, resolve_precision
 from grass.registry import get_method
-from grass.results import (CONFIG, MetricsWriter, atomic_write_text, provenance, read_result, run_dir_for,
+from grass.results import (CONFIG, MetricsWriter, atomic_write_text, code_version, provenance, read_result, run_dir_for,
                            write_result)
 from grass.wandb_log import resolve_mode as resolve_wandb_mode
 
@@ -218,6 +218,14 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
                                      dist=dist)
         start_step, stream.position = state["step"], state["data_position"]
         log.info("resumed %s at step %d", run_dir.name, start_step)
+    # The code each part of the run ran: a resume across a code change shows in the provenance.
+    segments = [{"from_step": start_step, **code_version()}]
+    if start_step:
+        before = state.get("extra", {}).get("code_segments") or [{"from_step": 0, "git_sha": None, "git_dirty": None}]
+        if before[-1]["git_sha"] != segments[0]["git_sha"]:
+            log.warning("resuming %s on code %s; its steps before %d ran %s", run_dir.name, segments[0]["git_sha"],
+                        start_step, before[-1]["git_sha"] or "code from before runs recorded it")
+        segments = before + segments
     metrics = MetricsWriter(run_dir, resume_step=start_step if start_step else None) if is_main else None
     speed = Speedometer(device)
     peaks = {"grads_bytes": 0, "optimizer_state_device_bytes": 0, "optimizer_state_host_bytes": 0}
@@ -307,7 +315,8 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         if (save_now or stop) and (is_main or sharded):  # FSDP: every rank writes its shards
             ckpt.save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, method=method,
                                  step=next_step, data_position=stream.position,
-                                 extra={"world_size": world, "precision": precision}, dist=dist)
+                                 extra={"world_size": world, "precision": precision, "code_segments": segments},
+                                 dist=dist)
         if stop:
             if dist is not None:
                 dist.barrier()
@@ -353,7 +362,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
             if not sharded:
                 method.save_model(model, str(out), tc.save_model)
             tokenizer.save_pretrained(out)
-        result["provenance"] = provenance(device)
+        result["provenance"] = provenance(device, segments)
         metrics.close()
         if wandb is not None:
             wandb.log_summary(result)
