@@ -137,8 +137,42 @@ _IN_BLOCK = {"q_proj": "self_attn.q_proj", "k_proj": "self_attn.k_proj", "v_proj
 _OUTSIDE_BLOCKS = ("lm_head", "embed_tokens", "wte", "wpe", "embed_out")
 
 
-def adapted_linears(arch: Arch, targets: tuple[str, ...] | str = ALL_LINEAR) -> list[Tensor]:
-    """The weights of ONE decoder block that PEFT adapts for ``target_modules=targets``.
+def _non_linear_paths(arch: Arch) -> tuple[str, ...]:
+    """Module paths that are not linear layers (blocks' containers, norms, activations, dropouts, the
+    model's trunk): PEFT refuses a target that names one ("Target module ... is not supported")."""
+    if arch.family == "gpt2":
+        return ("attn", "attn.attn_dropout", "attn.resid_dropout", "mlp", "mlp.act", "mlp.dropout", "ln_1", "ln_2",
+                "transformer", "transformer.h", "transformer.drop", "transformer.ln_f")
+    block = ["self_attn", "mlp", "mlp.act_fn", "input_layernorm", "post_attention_layernorm"]
+    if arch.norms_per_layer == 4:
+        block += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
+    if arch.qk_norm:
+        block += ["self_attn.q_norm", "self_attn.k_norm"]
+    return (*block, "model", "model.layers", "model.norm", "model.rotary_emb")
+
+
+def _matches(target: str, path: str) -> bool:
+    # PEFT's rule for a list of names: the full module name equals the target or ends with "." + it
+    return path == target or path.endswith("." + target)
+
+
+def target_names(targets: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
+    """``target_modules`` as a tuple of names; the string ``all-linear`` is :data:`ALL_LINEAR`.
+
+    Raises:
+        GrassError: any other string: PEFT reads it as a regular expression over full module names,
+            which the planner does not model.
+    """
+    if isinstance(targets, str):
+        if targets != ALL_LINEAR[0]:
+            raise GrassError(f"target_modules '{targets}' is a string, which PEFT reads as a regular expression; "
+                             f"the memory planner models a list of module names: pass [{targets}] or all-linear")
+        return ALL_LINEAR
+    return tuple(targets)
+
+
+def adapted_linears(arch: Arch, targets: tuple[str, ...] | list[str] = ALL_LINEAR) -> list[Tensor]:
+    """The weights of ONE decoder block that PEFT adapts for ``target_modules=targets`` (a list of names).
 
     ``all-linear``: every block linear (PEFT leaves the LM head out). Otherwise PEFT's rule: a
     module is adapted when its full name equals a target or ends with ``.`` + the target, so
@@ -147,27 +181,29 @@ def adapted_linears(arch: Arch, targets: tuple[str, ...] | str = ALL_LINEAR) -> 
     ignores it, as long as another one matches.
 
     Raises:
-        GrassError: no target matches a block linear (PEFT refuses such a config too); a target names
-            one layer (``model.layers.0.self_attn.q_proj``: the planner counts all blocks alike) or a
-            module outside the decoder blocks (``lm_head``): neither is modelled.
+        GrassError: no target matches a block linear (PEFT refuses such a config too); a target names a
+            module that is not a linear layer (``mlp``, ``input_layernorm``: PEFT refuses it); a target
+            names one layer (``model.layers.0.self_attn.q_proj``: the planner counts all blocks alike)
+            or a module outside the decoder blocks (``lm_head``): neither is modelled; ``targets`` is a
+            string other than ``all-linear`` (PEFT reads it as a regular expression over full module
+            names, which the planner does not model).
     """
-    if isinstance(targets, str):
-        targets = (targets,)
+    targets = target_names(targets)
     linears = [t for t in param_tensors(arch)["layer"] if t.linear]
-    if tuple(targets) == ALL_LINEAR:
+    if targets == ALL_LINEAR:
         return linears
+    hint = f"name block linears ({', '.join(w.name for w in linears)}) or all-linear"
+    non_linear = [t for t in targets if any(_matches(t, path) for path in _non_linear_paths(arch))]
+    if non_linear:
+        raise GrassError(f"target_modules names {', '.join(non_linear)}, which is not a linear layer (PEFT adapts "
+                         f"linear layers and refuses it): {hint}")
     one_layer = [t for t in targets if any(part.isdigit() for part in t.split("."))]
     outside = [t for t in targets if t.split(".")[-1] in _OUTSIDE_BLOCKS]
     if one_layer or outside:
         raise GrassError(f"the memory planner models adapters on every decoder block's linears alike; target_modules "
                          f"names {', '.join(one_layer + outside)} ({'one layer' if one_layer else 'outside the blocks'}): "
-                         f"name block linears ({', '.join(w.name for w in linears)}) or all-linear")
-
-    def match(target: str, w: Tensor) -> bool:
-        path = _IN_BLOCK[w.name]
-        return path == target or path.endswith("." + target)
-
-    adapted = [w for w in linears if any(match(t, w) for t in targets)]
+                         f"{hint}")
+    adapted = [w for w in linears if any(_matches(t, _IN_BLOCK[w.name]) for t in targets)]
     if not adapted:
         raise GrassError(f"target_modules names {', '.join(targets) or 'nothing'}, which matches no linear of the "
                          f"decoder blocks ({', '.join(_IN_BLOCK[w.name] for w in linears)}); name one of them or "
@@ -176,7 +212,7 @@ def adapted_linears(arch: Arch, targets: tuple[str, ...] | str = ALL_LINEAR) -> 
 
 
 def adapter_tensors(arch: Arch, rank: int = 8, dora: bool = False,
-                    targets: tuple[str, ...] = ALL_LINEAR) -> list[Tensor]:
+                    targets: tuple[str, ...] | list[str] = ALL_LINEAR) -> list[Tensor]:
     """LoRA (DoRA) tensors PEFT adds to ONE decoder block for ``target_modules=targets``."""
     out = []
     for t in adapted_linears(arch, targets):

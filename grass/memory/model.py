@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 
 from grass.errors import GrassError
 from grass.memory.activations import activation_bytes
-from grass.memory.arch import ALL_LINEAR, Arch, Tensor, adapter_tensors, arch_from_config, count_params, param_tensors
+from grass.memory.arch import (ALL_LINEAR, Arch, Tensor, adapter_tensors, arch_from_config, count_params, param_tensors,
+                               target_names)
 from grass.memory.fsdp import shard_all, working_set
 from grass.models.configs import resolve_config
 from grass.optim.offload_state import DEFAULT_CHUNK_MB, DEFAULT_FP32_STATE
@@ -223,7 +224,8 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
             gradients and optimizer state stay fp32. No effect with ``precision="bf16"``.
 
     Raises:
-        GrassError: unknown method / precision / policy, gamma out of range, ``fsdp < 1``, LoRA targets outside the decoder blocks.
+        GrassError: unknown method / precision / policy, gamma out of range, ``fsdp < 1``, LoRA targets the
+            planner does not model (see :func:`~grass.memory.arch.adapted_linears`).
     """
     if method not in METHODS:
         raise GrassError(f"unknown method '{method}'; valid methods: {', '.join(METHODS)}, all")
@@ -236,7 +238,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         arch, name = arch_from_config(cfg), model if isinstance(model, str) else cfg.model_type
     if fsdp < 1:
         raise GrassError(f"fsdp must be a world size >= 1, got {fsdp}")
-    lora_targets = (lora_targets,) if isinstance(lora_targets, str) else tuple(lora_targets)
+    lora_targets = target_names(lora_targets)
     w = F32 if precision == "fp32" else 2
     G, L = param_tensors(arch), arch.layers  # G: global tensors (counts); P: this rank's (bytes)
     P = {k: shard_all(v, fsdp) for k, v in G.items()}
@@ -244,7 +246,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
     n_params = count_params(arch)
     weights = (_numel(P["embed"] + P["head"]) + L * _numel(P["layer"])) * w
     act_kw = dict(w=w, seq_len=seq_len, batch=batch, grad_ckpt=grad_ckpt, padded=padded, device=device,
-                  lora=(lora_rank, lora_dropout, tuple(lora_targets)), autocast=autocast)
+                  lora=(lora_rank, lora_dropout, lora_targets), autocast=autocast)
     details: dict = {"arch": asdict(arch), "layer_params": _numel(G["layer"]), "embed_params": _numel(G["embed"]),
                      "head_params": _numel(G["head"])}
     gamma, policy, label = None, None, method
@@ -256,7 +258,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         act = activation_bytes(arch, ["train"] * L, head_trainable=True, norm_trainable=True, embed_trainable=True,
                                **act_kw)
     elif method in ("lora", "dora"):
-        ad_global = adapter_tensors(arch, lora_rank, method == "dora", tuple(lora_targets))
+        ad_global = adapter_tensors(arch, lora_rank, method == "dora", lora_targets)
         ad = shard_all(ad_global, fsdp)
         trainable = L * _numel(ad_global)
         weights += F32 * L * _numel(ad)  # PEFT keeps adapters in fp32 even on bf16 weights

@@ -218,14 +218,36 @@ def test_lora_targets_match_as_peft_does(model, targets):
 
 
 def test_lora_targets_the_planner_cannot_model_are_refused():
-    # outside the blocks, one layer only (the planner counts every block alike), nothing PEFT would match
+    # outside the blocks, one layer only (the planner counts every block alike), nothing PEFT would
+    # match, a regular expression (PEFT's reading of a string)
     for targets, says in ((("q_proj", "lm_head"), "names lm_head (outside the blocks)"),
                           (("model.layers.0.self_attn.q_proj",), "(one layer)"),
-                          (("attn.q_proj",), "matches no linear of the decoder blocks")):
+                          (("attn.q_proj",), "matches no linear of the decoder blocks"),
+                          (r".*\.q_proj", "which PEFT reads as a regular expression")):
         with pytest.raises(GrassError, match=re.escape(says)):
             predict("tiny-llama", "lora", lora_targets=targets)
-    assert predict("tiny-llama", "lora", lora_targets="q_proj").trainable_params == \
-        predict("tiny-llama", "lora", lora_targets=("q_proj",)).trainable_params  # a string is one name
+    assert predict("tiny-llama", "lora", lora_targets="all-linear").trainable_params == \
+        predict("tiny-llama", "lora").trainable_params
+
+
+@pytest.mark.parametrize("model,name", [
+    ("tiny-llama", "mlp"), ("tiny-llama", "self_attn"), ("tiny-llama", "mlp.act_fn"), ("tiny-llama", "input_layernorm"),
+    ("tiny-llama", "norm"), ("tiny-llama", "rotary_emb"), ("tiny-llama", "layers"), ("tiny-gemma", "q_norm"),
+    ("tiny-gemma", "pre_feedforward_layernorm"), ("tiny-gpt2", "attn"), ("tiny-gpt2", "ln_1"), ("tiny-gpt2", "ln_f"),
+    ("tiny-gpt2", "mlp.dropout"), ("tiny-gpt2", "h")])
+def test_lora_targets_that_are_not_linear_are_refused_as_peft_does(model, name):
+    """A target naming a norm, an activation or a container beside a linear: PEFT refuses to start
+    the run, so the planner refuses to plan it rather than silently planning the linear alone."""
+    from peft import LoraConfig, get_peft_model
+
+    from grass.models.load import load_model
+
+    linear = "c_fc" if model == "tiny-gpt2" else "q_proj"
+    base, _ = load_model(model)
+    with pytest.raises(ValueError, match="not supported"):
+        get_peft_model(base, LoraConfig(r=4, target_modules=[linear, name]))
+    with pytest.raises(GrassError, match=f"names {re.escape(name)}, which is not a linear layer"):
+        predict(model, "lora", lora_targets=(linear, name))
 
 
 def test_param_counts_match_meta_instantiation():
@@ -320,6 +342,9 @@ def test_cli_table_json_and_bad_input(capsys):
     assert main(["memory", "--model", "llama2-7b", "--method", "lora", "--lora-targets", "lm_head"]) == 2
     err = capsys.readouterr().err
     assert "target_modules names lm_head" in err and "q_proj" in err and len(err.strip().splitlines()) == 1
+    assert main(["memory", "--model", "llama2-7b", "--method", "lora", "--lora-targets", "q_proj,mlp"]) == 2
+    err = capsys.readouterr().err
+    assert "names mlp, which is not a linear layer" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
