@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from grass.errors import GrassError
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
-GEMMA_LIKE = ("gemma", "gemma2", "gemma3_text")
+# Gemma 2 is left out: its eager attention (logit softcapping, fp32 s x s probabilities) is not modelled
+GEMMA_LIKE = ("gemma", "gemma3_text")
 GPT2_LIKE = ("gpt2",)
 
 @dataclass(frozen=True)

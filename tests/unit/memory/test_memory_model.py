@@ -250,6 +250,14 @@ def test_lora_targets_that_are_not_linear_are_refused_as_peft_does(model, name):
         predict(model, "lora", lora_targets=(linear, name))
 
 
+def test_unmodelled_architectures_are_refused():
+    # Gemma 2's softcapped eager attention keeps fp32 s x s probabilities the planner does not model
+    from transformers import Gemma2Config
+
+    with pytest.raises(GrassError, match="does not know model_type 'gemma2'; supported: llama"):
+        predict(Gemma2Config(num_hidden_layers=2, hidden_size=64, intermediate_size=128), "lisa")
+
+
 def test_param_counts_match_meta_instantiation():
     from transformers import AutoModelForCausalLM
 
