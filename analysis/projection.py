@@ -80,9 +80,11 @@ def _planner_kwargs(row: pd.Series) -> dict:
         v = row.get(f"cfg.{key}")
         return defaults.get(key) if v is None or (not isinstance(v, (list, dict)) and pd.isna(v)) else v
 
-    # On a GPU (bf16 on every one the paper used) train.precision=auto is bf16 autocast as well.
-    kw = dict(precision="bf16" if cfg("model.dtype") == "bfloat16" else "fp32",
-              autocast=cfg("train.precision") in ("bf16", "auto"),
+    # The precision the run resolved (train/precision in its result) where it recorded one; else its
+    # config's, reading auto as bf16, as on every GPU the paper used.
+    resolved = row.get("train/precision")
+    autocast = resolved == "bf16" if isinstance(resolved, str) else cfg("train.precision") in ("bf16", "auto")
+    kw = dict(precision="bf16" if cfg("model.dtype") == "bfloat16" else "fp32", autocast=autocast,
               seq_len=int(cfg("train.seq_len")), batch=int(cfg("train.batch_size")),
               grad_ckpt=bool(cfg("train.gradient_checkpointing")))
     if row["method"] in ("lisa", "grass"):
@@ -104,8 +106,9 @@ def planned_gpu_gib(runs: pd.DataFrame) -> pd.DataFrame:
 
     A CPU run's byte accounting cannot show offloading (host and device are one memory, so an
     offloading run counts all its state as "device"); the planner, whose byte counts the tests hold
-    equal to that accounting on a CPU, says what the same config keeps on a CUDA device (where
-    ``train.precision=auto`` is bf16 autocast, as on a bf16 CPU).
+    equal to that accounting on a CPU, says what the same config keeps on a CUDA device, at the
+    precision the run trained in (``train/precision``; for a run that recorded none, its
+    ``train.precision``, ``auto`` read as bf16 autocast, as on a bf16 GPU).
 
     Returns:
         Columns ``total`` (device GiB: weights, gradients, on-device optimizer state, activations)

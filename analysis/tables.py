@@ -299,8 +299,8 @@ def paper_table(coll: Collection) -> Table:
         notes.append("GiB planned: where no CUDA peak exists (CPU runs, whose host and device are one memory, "
                      "so offloading saves nothing there), the memory planner's device total for each run's own "
                      "config (weights, gradients, optimizer state on the GPU, activations): `grass memory` at "
-                     "that config, with bf16 autocast where the run trained under it (train.precision bf16 or "
-                     "auto over fp32 weights; not modelled, so not planned, for LoRA and DoRA).")
+                     "that config, with bf16 autocast where the run trained under it (train/precision bf16 "
+                     "over fp32 weights; not modelled, so not planned, for LoRA, DoRA and GPT-2).")
     return Table("paper_vs_ours", f"Paper (published) vs ours ({coll.experiment}): different models and budgets",
                  ["Quantity", "Paper", "Paper model(s)", "Paper source"] + [f"Ours: {m}" for m, _ in per_model],
                  rows, "lrll" + "r" * len(per_model), notes + [n for n in [coll.footnote()] if n])

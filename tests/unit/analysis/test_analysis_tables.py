@@ -140,17 +140,22 @@ def test_planned_gpu_memory_follows_each_runs_config(tmp_path, write_run):
 
 
 def test_planned_gpu_memory_of_autocast_runs(tmp_path, write_run):
-    """bf16 autocast over fp32 weights (train.precision bf16, or auto: bf16 on a GPU) is planned as
-    such; LoRA under autocast is not modelled, so it gets no number rather than fp32's."""
-    for method, seed, precision in [("lisa", 0, "fp32"), ("lisa", 1, "bf16"), ("lisa", 2, "auto"), ("lora", 0, "bf16")]:
+    """bf16 autocast over fp32 weights (train.precision bf16, or auto where the run resolved it to
+    bf16, or recorded nothing: bf16 on a GPU) is planned as such; auto that the run resolved to fp32
+    is fp32; LoRA under autocast is not modelled, so it gets no number rather than fp32's."""
+    for method, seed, precision, resolved in [("lisa", 0, "fp32", "fp32"), ("lisa", 1, "bf16", "bf16"),
+                                              ("lisa", 2, "auto", None), ("lisa", 3, "auto", "fp32"),
+                                              ("lisa", 4, "auto", "bf16"), ("lora", 0, "bf16", "bf16")]:
         write_run(tmp_path, "amp", method, seed, {"boolq": 50.0}, model="smollm2-135m",
-                  train_cfg={"precision": precision})
+                  train_cfg={"precision": precision}, mem={"train/precision": resolved} if resolved else None)
     runs = collect("amp", tmp_path).runs
     plan = planned_gpu_gib(runs).set_axis(runs["method"] + runs["seed"].astype(str))
     planned = {ac: predict("smollm2-135m", "lisa", precision="fp32", seq_len=128, batch=4, state_policy="reset",
                            autocast=ac).total / GIB for ac in (False, True)}
     assert plan.loc["lisa0", "total"] == pytest.approx(planned[False])
     assert plan.loc["lisa1", "total"] == plan.loc["lisa2", "total"] == pytest.approx(planned[True])
+    assert plan.loc["lisa4", "total"] == pytest.approx(planned[True])
+    assert plan.loc["lisa3", "total"] == pytest.approx(planned[False])
     assert planned[True] != pytest.approx(planned[False])  # more here: the weight casts outweigh the bf16 savings
     assert plan.loc["lora0"].isna().all()
 
