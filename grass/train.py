@@ -163,9 +163,10 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
         atomic_write_text(run_dir / CONFIG, to_yaml(cfg))
         (run_dir / "result.json").unlink(missing_ok=True)  # a failed attempt's result; this one is new
     wandb = _wandb_logger(cfg, run_dir) if is_main else None
+    attempt: dict = {}  # what _run learns that a failed attempt's result needs too (its code segments)
     try:
         result, model = _run(cfg, run_dir, model, tokenizer, method, examples, device, progress, stop_requested, dist,
-                             on_step_end, wandb, heldout)
+                             attempt, on_step_end, wandb, heldout)
     except Preempted:
         if wandb is not None:
             wandb.finish(exit_code=1)  # a requeued job resumes the run; W&B sees a new attempt
@@ -177,7 +178,7 @@ def train(cfg: RunConfig, *, progress: bool = True, stop_requested: Callable[[],
             status = "canceled" if isinstance(e, KeyboardInterrupt) else "failed"
             write_result(run_dir, _identity(cfg) | {"status": status, "error": f"{type(e).__name__}: {e}",
                                                     "traceback": traceback.format_exc(),
-                                                    "provenance": provenance(device)})
+                                                    "provenance": provenance(device, attempt.get("code_segments"))})
         raise
     return (result, model) if return_model else result
 
@@ -187,7 +188,7 @@ def _identity(cfg: RunConfig) -> dict:
             "model": cfg.model.name, "task": cfg.data.train or "default", "seed": cfg.seed}
 
 
-def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progress, stop_requested, dist,
+def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progress, stop_requested, dist, attempt: dict,
          on_step_end=None, wandb=None, heldout=()):
     tc = cfg.train
     is_main = dist is None or dist.rank == 0
@@ -218,14 +219,18 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
                                      dist=dist)
         start_step, stream.position = state["step"], state["data_position"]
         log.info("resumed %s at step %d", run_dir.name, start_step)
-    # The code each part of the run ran: a resume across a code change shows in the provenance.
+    # The code each part of the run ran: a resume across a code change shows in the provenance; a
+    # resume on the same code (sha and dirty flag) continues its part.
     segments = [{"from_step": start_step, **code_version()}]
     if start_step:
         before = state.get("extra", {}).get("code_segments") or [{"from_step": 0, "git_sha": None, "git_dirty": None}]
-        if before[-1]["git_sha"] != segments[0]["git_sha"]:
-            log.warning("resuming %s on code %s; its steps before %d ran %s", run_dir.name, segments[0]["git_sha"],
-                        start_step, before[-1]["git_sha"] or "code from before runs recorded it")
-        segments = before + segments
+        last, now = before[-1], segments[0]
+        if last["git_sha"] != now["git_sha"]:
+            log.warning("resuming %s on code %s; its steps before %d ran %s", run_dir.name, now["git_sha"],
+                        start_step, last["git_sha"] or "code from before runs recorded it")
+        same = (last["git_sha"], last["git_dirty"]) == (now["git_sha"], now["git_dirty"])
+        segments = before if same else before + segments
+    attempt["code_segments"] = segments
     metrics = MetricsWriter(run_dir, resume_step=start_step if start_step else None) if is_main else None
     speed = Speedometer(device)
     peaks = {"grads_bytes": 0, "optimizer_state_device_bytes": 0, "optimizer_state_host_bytes": 0}

@@ -2,6 +2,7 @@
 code it started on, so a resume across a code change (or on a dirty checkout) shows."""
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -56,3 +57,30 @@ def test_a_checkpoint_from_before_parts_were_recorded_leaves_the_start_unknown(m
     prov = train(cfg, progress=False)["provenance"]
     assert prov["git_sha"] == "aaa" and prov["git_dirty"] is None  # the first part's code is not known
     assert prov["code_segments"][0] == {"from_step": 0, "git_sha": None, "git_dirty": None}
+
+
+def test_resumes_on_the_same_code_stay_one_part(make_cfg, fixed_batch_file, tmp_path, monkeypatch):
+    cfg = _cfg(make_cfg, fixed_batch_file, tmp_path)
+    monkeypatch.setattr(train_module, "code_version", _code("aaa"))
+    for _ in range(2):  # preempted twice, resumed twice, on one checkout
+        with pytest.raises(Preempted):
+            train(cfg, progress=False, stop_requested=lambda: True)
+    prov = train(cfg, progress=False)["provenance"]
+    assert prov["git_sha"] == "aaa" and prov["git_dirty"] is False and "code_segments" not in prov
+
+
+def test_a_failed_resume_records_every_part_it_ran(make_cfg, fixed_batch_file, tmp_path, monkeypatch):
+    cfg = _cfg(make_cfg, fixed_batch_file, tmp_path)
+    monkeypatch.setattr(train_module, "code_version", _code("aaa"))
+    with pytest.raises(Preempted):
+        train(cfg, progress=False, stop_requested=lambda: True)
+    monkeypatch.setattr(train_module, "code_version", _code("bbb", True))
+
+    def boom(step, *_):
+        raise RuntimeError(f"boom at step {step}")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        train(cfg, progress=False, on_step_end=boom)
+    result = json.loads((run_dir_for(cfg) / "result.json").read_text())
+    assert result["status"] == "failed" and result["provenance"]["git_dirty"] is True
+    assert [s["git_sha"] for s in result["provenance"]["code_segments"]] == ["aaa", "bbb"]
