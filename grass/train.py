@@ -246,8 +246,8 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
     model.train()
     loss_value = float("nan")
     for step in range(start_step, tc.max_steps):
+        speed.start()  # the step's time includes the method's layer switch and offload swap-in
         method.on_step_start(step)
-        speed.start()
         loss_sum = 0.0
         # The step's loss is the mean over every label token of the global batch (all micro-batches,
         # all ranks), so the gradient does not depend on how the batch is split. HF's loss is a

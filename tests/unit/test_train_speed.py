@@ -24,3 +24,24 @@ def test_a_run_with_no_timed_step_records_no_speed(runs_dir):
 def test_timed_steps_give_a_positive_speed(runs_dir, method):
     result = _result(runs_dir, *method, "train.max_steps=5")
     assert result["speed/tokens_per_s"] > 0 and result["speed/step_time_s_median"] > 0
+
+
+def test_step_time_includes_the_methods_layer_switch(runs_dir, monkeypatch):
+    """A layer switch (and the offload engine's swap-in it starts) is part of the step it serves:
+    on a clock that only the switch advances, every timed step lasts exactly one switch."""
+    import types
+
+    import grass.layerwise
+    import grass.measure
+
+    clock = [0.0]
+    monkeypatch.setattr(grass.measure, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    switch_start = grass.layerwise.LayerwiseMethod.on_step_start
+
+    def slow_switch(self, step):
+        clock[0] += 5.0
+        switch_start(self, step)
+
+    monkeypatch.setattr(grass.layerwise.LayerwiseMethod, "on_step_start", slow_switch)
+    result = _result(runs_dir, "method.name=lisa", "train.max_steps=4")
+    assert result["speed/step_time_s_median"] == 5.0
