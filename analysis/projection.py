@@ -106,9 +106,10 @@ def planned_gpu_gib(runs: pd.DataFrame) -> pd.DataFrame:
 
     A CPU run's byte accounting cannot show offloading (host and device are one memory, so an
     offloading run counts all its state as "device"); the planner, whose byte counts the tests hold
-    equal to that accounting on a CPU, says what the same config keeps on a CUDA device, at the
-    precision the run trained in (``train/precision``; for a run that recorded none, its
-    ``train.precision``, ``auto`` read as bf16 autocast, as on a bf16 GPU).
+    equal to that accounting on a CPU, says what the same config keeps on a CUDA device. The precision is the one
+    the run trained in (``train/precision``: an ``auto`` run that resolved to fp32 on a CPU without
+    bf16 is planned in fp32, though on a GPU the same config would train in bf16); for a run that
+    recorded none, its ``train.precision``, with ``auto`` read as bf16 autocast.
 
     Returns:
         Columns ``total`` (device GiB: weights, gradients, on-device optimizer state, activations)

@@ -220,7 +220,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         start_step, stream.position = state["step"], state["data_position"]
         log.info("resumed %s at step %d", run_dir.name, start_step)
     # The code each part of the run ran: a resume across a code change shows in the provenance; a
-    # resume on the same code (sha and dirty flag) continues its part.
+    # resume on the same clean commit continues its part (two dirty checkouts of one sha may differ).
     segments = [{"from_step": start_step, **code_version()}]
     if start_step:
         before = state.get("extra", {}).get("code_segments") or [{"from_step": 0, "git_sha": None, "git_dirty": None}]
@@ -228,7 +228,7 @@ def _run(cfg, run_dir: Path, model, tokenizer, method, examples, device, progres
         if last["git_sha"] != now["git_sha"]:
             log.warning("resuming %s on code %s; its steps before %d ran %s", run_dir.name, now["git_sha"],
                         start_step, last["git_sha"] or "code from before runs recorded it")
-        same = (last["git_sha"], last["git_dirty"]) == (now["git_sha"], now["git_dirty"])
+        same = last["git_sha"] == now["git_sha"] and last["git_dirty"] is False and now["git_dirty"] is False
         segments = before if same else before + segments
     attempt["code_segments"] = segments
     metrics = MetricsWriter(run_dir, resume_step=start_step if start_step else None) if is_main else None

@@ -135,7 +135,6 @@ _IN_BLOCK = {"q_proj": "self_attn.q_proj", "k_proj": "self_attn.k_proj", "v_proj
              "o_proj": "self_attn.o_proj", "gate_proj": "mlp.gate_proj", "up_proj": "mlp.up_proj",
              "down_proj": "mlp.down_proj", "c_attn": "attn.c_attn", "attn.c_proj": "attn.c_proj",
              "c_fc": "mlp.c_fc", "mlp.c_proj": "mlp.c_proj"}
-_OUTSIDE_BLOCKS = ("lm_head", "embed_tokens", "wte", "wpe", "embed_out")
 
 
 def _non_linear_paths(arch: Arch) -> tuple[str, ...]:
@@ -150,6 +149,18 @@ def _non_linear_paths(arch: Arch) -> tuple[str, ...]:
     if arch.qk_norm:
         block += ["self_attn.q_norm", "self_attn.k_norm"]
     return (*block, "model", "model.layers", "model.norm", "model.rotary_emb")
+
+
+def _module_names(arch: Arch) -> tuple[list[str], tuple[str, ...]]:
+    """Full names of the modules inside the decoder blocks, with each block's index
+    (``model.layers.3.self_attn.q_proj``), and of the adaptable modules outside the blocks."""
+    if arch.family == "gpt2":
+        prefix, outside = "transformer.h", ("lm_head", "transformer.wte", "transformer.wpe")
+    else:
+        prefix, outside = "model.layers", ("lm_head", "model.embed_tokens")
+    paths = ["", *_IN_BLOCK.values(), *_non_linear_paths(arch)]
+    blocks = [f"{prefix}.{i}" + (f".{path}" if path else "") for i in range(arch.layers) for path in paths]
+    return blocks, outside
 
 
 def _matches(target: str, path: str) -> bool:
@@ -198,8 +209,11 @@ def adapted_linears(arch: Arch, targets: tuple[str, ...] | list[str] = ALL_LINEA
     if non_linear:
         raise GrassError(f"target_modules names {', '.join(non_linear)}, which is not a linear layer (PEFT adapts "
                          f"linear layers and refuses it): {hint}")
-    one_layer = [t for t in targets if any(part.isdigit() for part in t.split("."))]
-    outside = [t for t in targets if t.split(".")[-1] in _OUTSIDE_BLOCKS]
+    # Full module names, as PEFT matches them: a target that names nothing in this model is ignored
+    blocks, outside_names = _module_names(arch)
+    one_layer = [t for t in targets if any(part.isdigit() for part in t.split("."))
+                 and any(_matches(t, name) for name in blocks)]
+    outside = [t for t in targets if any(_matches(t, name) for name in outside_names)]
     if one_layer or outside:
         raise GrassError(f"the memory planner models adapters on every decoder block's linears alike; target_modules "
                          f"names {', '.join(one_layer + outside)} ({'one layer' if one_layer else 'outside the blocks'}): "

@@ -59,14 +59,17 @@ def test_a_checkpoint_from_before_parts_were_recorded_leaves_the_start_unknown(m
     assert prov["code_segments"][0] == {"from_step": 0, "git_sha": None, "git_dirty": None}
 
 
-def test_resumes_on_the_same_code_stay_one_part(make_cfg, fixed_batch_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("dirty", [False, True])
+def test_resumes_on_one_clean_commit_stay_one_part(make_cfg, fixed_batch_file, tmp_path, monkeypatch, dirty):
+    # a dirty checkout may hold other edits at each resume: every part is listed
     cfg = _cfg(make_cfg, fixed_batch_file, tmp_path)
-    monkeypatch.setattr(train_module, "code_version", _code("aaa"))
+    monkeypatch.setattr(train_module, "code_version", _code("aaa", dirty))
     for _ in range(2):  # preempted twice, resumed twice, on one checkout
         with pytest.raises(Preempted):
             train(cfg, progress=False, stop_requested=lambda: True)
     prov = train(cfg, progress=False)["provenance"]
-    assert prov["git_sha"] == "aaa" and prov["git_dirty"] is False and "code_segments" not in prov
+    assert prov["git_sha"] == "aaa" and prov["git_dirty"] is dirty
+    assert len(prov.get("code_segments", [None])) == (3 if dirty else 1)
 
 
 def test_a_failed_resume_records_every_part_it_ran(make_cfg, fixed_batch_file, tmp_path, monkeypatch):

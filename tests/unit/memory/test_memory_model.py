@@ -203,7 +203,9 @@ def test_lora_targets_as_planned(tmp_path, model, targets):
 
 @pytest.mark.parametrize("model,targets", [
     ("tiny-llama", ["q_proj", "v_proj"]), ("tiny-llama", ["self_attn.q_proj"]), ("tiny-llama", ["mlp.down_proj"]),
-    ("tiny-llama", ["q_proj", "no_such_module"]), ("tiny-gpt2", ["c_proj"]), ("tiny-gpt2", ["attn.c_proj", "c_fc"])])
+    ("tiny-llama", ["q_proj", "no_such_module"]), ("tiny-gpt2", ["c_proj"]), ("tiny-gpt2", ["attn.c_proj", "c_fc"]),
+    # names of another family's modules match nothing here: ignored, as PEFT ignores them
+    ("tiny-llama", ["q_proj", "wte"]), ("tiny-gpt2", ["c_fc", "layers.0"]), ("tiny-gpt2", ["c_fc", "embed_tokens"])])
 def test_lora_targets_match_as_peft_does(model, targets):
     """The planner adapts exactly the linears PEFT adapts for the same target_modules (a name that
     matches nothing is ignored, as PEFT ignores it beside one that matches)."""
@@ -222,6 +224,8 @@ def test_lora_targets_the_planner_cannot_model_are_refused():
     # match, a regular expression (PEFT's reading of a string)
     for targets, says in ((("q_proj", "lm_head"), "names lm_head (outside the blocks)"),
                           (("model.layers.0.self_attn.q_proj",), "(one layer)"),
+                          (("q_proj", "layers.3.mlp.up_proj"), "(one layer)"),
+                          (("q_proj", "embed_tokens"), "names embed_tokens (outside the blocks)"),
                           (("attn.q_proj",), "matches no linear of the decoder blocks"),
                           (r".*\.q_proj", "which PEFT reads as a regular expression")):
         with pytest.raises(GrassError, match=re.escape(says)):
