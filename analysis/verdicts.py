@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import pandas as pd
 from analysis.collect import Collection, device_model
 from analysis.run_traces import draws, prob_drift, probe_profiles, train_time_s
 from analysis.stats import mean_se, paired_t_p, sign_test_p
+from analysis.timing import Timing, load_timing
 
 INCONCLUSIVE = "inconclusive at this budget"
 TASKS = ("math", "commonsense")  # the reproduction's two tasks, in the order the document shows them
@@ -223,30 +225,56 @@ def relative_time(runs: pd.DataFrame, task: str, metric: str) -> tuple[Paired, i
         len(set(paired(runs, "grass", "lisa", metric, task).seeds) - set(seeds))
 
 
-def time_claim(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame], task: str) -> Verdict:
+def _grid_times(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame], task: str) -> list[tuple[Paired, str]]:
+    """The grid's GRASS / LISA - 1 of both times, paired by seed on one kind of device."""
+    runs = runs.copy()
+    steps = runs["cfg.train.max_steps"] if "cfg.train.max_steps" in runs else pd.Series(np.nan, index=runs.index)
+    runs["_train_time_s"] = [np.nan if pd.isna(n) or (t := train_time_s(metrics.get(rid), int(n))) is None else t
+                             for rid, n in zip(runs["run_id"], steps)]
+    out = []
+    for metric, label in (("speed/step_time_s_median", "median step time (probe left out)"),
+                          ("_train_time_s", "training time of all steps (probe included)")):
+        rel, unmatched = relative_time(runs, task, metric)
+        apart = (f"; {_plural(unmatched, 'seed')} left out: GRASS and LISA did not run on one known device"
+                 if unmatched else "")
+        out.append((rel, _relative_text(rel, label, "seeds") + apart))
+    return out
+
+
+def _relative_text(rel: Paired, label: str, unit: str) -> str:
+    if rel.n < 2:
+        return f"{label}: {rel.n} paired {unit}"
+    return (f"{label}: {100 * rel.mean:+.1f}% ± {100 * rel.se:.1f}% s.e. over {rel.n} {unit} (95% interval "
+            f"{100 * (rel.mean - rel.margin):+.1f}% to {100 * (rel.mean + rel.margin):+.1f}%)")
+
+
+def time_claim(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame], task: str, timing: Timing | None = None) -> Verdict:
     """(f) MGN costs at most ~3% step time.
 
     MGN costs in two places: the probe (steps that run every block's backward and update nothing,
     inside the same step budget) and the per-step RMS of the active layers. The median step time
     leaves the probe out and sees only the second; the training time of the whole step budget sees
-    both. Each is GRASS / LISA - 1 paired by seed, only where both ran on one kind of device (CPUs
-    differ several-fold); the claim needs both to hold.
+    both. Each is GRASS / LISA - 1, and the claim needs both to hold. With ``timing`` (paired
+    benchmark rounds, :mod:`analysis.timing`) the verdict rests on those rounds and the grid's
+    figures are shown beside them; without it, on the grid's runs paired by seed, only where both
+    ran on one kind of device (CPUs differ several-fold).
     """
-    runs = runs.copy()
-    steps = runs["cfg.train.max_steps"] if "cfg.train.max_steps" in runs else pd.Series(np.nan, index=runs.index)
-    runs["_train_time_s"] = [np.nan if pd.isna(n) or (t := train_time_s(metrics.get(rid), int(n))) is None else t
-                             for rid, n in zip(runs["run_id"], steps)]
-    measures = [(relative_time(runs, task, metric), label) for metric, label in
-                (("speed/step_time_s_median", "median step time (probe left out)"),
-                 ("_train_time_s", "training time of all steps (probe included)"))]
-    numbers = []
-    for (rel, unmatched), label in measures:
-        apart = (f"; {_plural(unmatched, 'seed')} left out: GRASS and LISA did not run on one known device"
-                 if unmatched else "")
-        numbers.append(f"{label}: {100 * rel.mean:+.1f}% ± {100 * rel.se:.1f}% s.e. over {rel.n} seeds (95% interval "
-                       f"{100 * (rel.mean - rel.margin):+.1f}% to {100 * (rel.mean + rel.margin):+.1f}%){apart}"
-                       if rel.n >= 2 else f"{label}: {_plural(rel.n, 'paired seed')}{apart}")
-    rels = [rel for (rel, _), _ in measures]
+    grid = _grid_times(runs, metrics, task)
+    if timing is not None:
+        labels = ("median step time (probe left out)", f"training time of {timing.steps} steps (probe included)")
+        measures = []
+        for diffs, label in zip((timing.step, timing.budget), labels):
+            rel = Paired("grass", "lisa", "time", task, list(range(len(diffs))), diffs)  # paired by round
+            measures.append((rel, _relative_text(rel, label, "rounds")))
+        numbers = (f"paired benchmark, lisa vs {timing.grass_key} ({', '.join(Path(f).name for f in timing.files)}): "
+                   + "; ".join(text for _, text in measures) + ". Grid wall times, not used: "
+                   + "; ".join(text for _, text in grid))
+        source = "paired benchmark rounds (scripts/benchmark.py at this experiment's config, alternating order)"
+    else:
+        measures = grid
+        numbers = "; ".join(text for _, text in grid)
+        source = "wall time of runs on a shared CPU"
+    rels = [rel for rel, _ in measures]
     if any(r.n >= 2 and r.mean - r.margin > 0.03 for r in rels):
         verdict = "not reproduced"
     elif all(r.n >= 2 and r.mean + r.margin <= 0.03 for r in rels):
@@ -254,23 +282,24 @@ def time_claim(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame], task: str) 
     else:
         verdict = INCONCLUSIVE
     if verdict == "not reproduced":
-        reason = "wall time of runs on a shared CPU; an interval lies wholly above 3%"
+        reason = f"{source}; an interval lies wholly above 3%"
     elif verdict == "reproduced" or all(r.n >= 2 for r in rels):
-        reason = ("wall time of runs on a shared CPU; each interval's upper end is compared with 3%, and both "
-                  "must hold")
+        reason = f"{source}; each interval's upper end is compared with 3%, and both must hold"
     else:
         reason = ("needs at least two seeds with both GRASS and LISA on the same kind of device, every step "
-                  "logged (train.log_every 1) for the training time")
-    return Verdict("(f) MGN costs at most ~3% step time", verdict, "GRASS / LISA - 1, " + "; ".join(numbers), reason)
+                  "logged (train.log_every 1) for the training time, or paired benchmark rounds (--timing)")
+    return Verdict("(f) MGN costs at most ~3% step time", verdict, "GRASS / LISA - 1, " + numbers, reason)
 
 
 def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame],
-             probe: tuple[Collection, dict[str, pd.DataFrame]] | None = None) -> tuple[list[Verdict], dict]:
+             probe: tuple[Collection, dict[str, pd.DataFrame]] | None = None,
+             timing: list[str] | None = None) -> tuple[list[Verdict], dict]:
     """One :class:`Verdict` per claim (a)-(f) and the supporting figures (for the document).
 
     ``probe``: another experiment's runs and metrics (e.g. ``cpu_probe``) to take claim (a)'s
     profiles from instead of ``coll``'s GRASS runs; they are then compared with ``coll``'s
-    profiles of the same task and seed (``extra["probe_check"]``).
+    profiles of the same task and seed (``extra["probe_check"]``). ``timing``: benchmark JSON files
+    (:mod:`analysis.timing`) that claim (f) rests on instead of the grid's wall times.
     """
     runs = coll.runs.copy()
     runs["_key"] = runs.apply(method_key, axis=1)
@@ -308,5 +337,6 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame],
                          "they trained identically: a tie here is not a finding")
 
     out.append(memory_claim(runs, main_task))
-    out.append(time_claim(runs, metrics, main_task))
+    grass_runs = runs[(runs["_key"] == "grass") & (runs["task"] == main_task)]
+    out.append(time_claim(runs, metrics, main_task, load_timing(timing, grass_runs) if timing else None))
     return out, extra

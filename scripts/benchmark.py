@@ -288,7 +288,24 @@ def ratios(s: dict) -> dict:
                                               for k in s if k.startswith("grass")}
         out["grass_cpu_overhead_vs_lisa"] = {k: _div(s[k]["step_cpu_s_median"], s["lisa"]["step_cpu_s_median"], -1)
                                              for k in s if k.startswith("grass")}
+        out["grass_round_overhead_vs_lisa"] = {k: _paired_rounds(s[k]["round_medians_s"], s["lisa"]["round_medians_s"])
+                                               for k in s if k.startswith("grass")}
     return out
+
+
+def _paired_rounds(method: list[float], lisa: list[float]) -> dict:
+    """``method / lisa - 1`` of the median step time, paired round by round (a round runs every
+    method once, in alternating order, so slow spells of a shared machine hit both), with the mean,
+    its standard error and the 95% interval (``t(0.975, n-1)`` standard errors, at least two)."""
+    from scipy import stats
+
+    from analysis.stats import mean_se
+
+    diffs = [m / b - 1 for m, b in zip(method, lisa)]
+    if len(diffs) < 2:
+        return {"diffs": diffs, "mean": diffs[0] if diffs else None, "se": None, "margin": None}
+    mean, se = mean_se(diffs)
+    return {"diffs": diffs, "mean": mean, "se": se, "margin": max(2.0, float(stats.t.ppf(0.975, len(diffs) - 1))) * se}
 
 
 def _div(a, b, shift=0.0):
@@ -321,6 +338,13 @@ def print_report(s, r, args, device) -> None:
     for k, o in r.get("grass_cpu_overhead_vs_lisa", {}).items():
         if o is not None:
             print(f"{k} median step CPU time vs lisa outside the probe: {o * 100:+.1f}%")
+    for k, o in r.get("grass_round_overhead_vs_lisa", {}).items():
+        if o["se"] is not None:
+            print(f"{k} / lisa - 1, median step time paired by round: {o['mean'] * 100:+.2f}% ± {o['se'] * 100:.2f}% "
+                  f"s.e. over {len(o['diffs'])} rounds (95% interval {(o['mean'] - o['margin']) * 100:+.2f}% to "
+                  f"{(o['mean'] + o['margin']) * 100:+.2f}%)")
+        if s[k]["probe_step_time_s_median"] is not None:
+            print(f"{k} probe step (every block's backward, no update): median {s[k]['probe_step_time_s_median']:.3f} s")
     for k, v in s.items():
         c = v.get("cuda_max_memory_allocated")
         if c:
@@ -378,7 +402,7 @@ def _write(out: Path, args, device, keys, runs, complete: bool):
               "load_avg": os.getloadavg(), "git_sha": _git_sha(), "torch": torch.__version__,
               "platform": platform.platform(),
               "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "summary": s, "ratios": r, "runs": runs}
+              "setups": {k: SETUPS[k][1] for k in keys}, "summary": s, "ratios": r, "runs": runs}
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, out)

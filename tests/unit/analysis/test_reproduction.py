@@ -16,7 +16,8 @@ L = 6
 
 def _run(root: Path, method: str, task: str, seed: int, heldout: float, *, mode: str | None = None,
          profile: list[float] | None = None, draws_offset: int = 0, step_time: float = 1.0,
-         probe_time: float | None = None, device_name: str = "cpu", experiment: str = "repro") -> None:
+         probe_time: float | None = None, device_name: str = "cpu", experiment: str = "repro",
+         timed_config: bool = False) -> None:
     key = f"{method}{'-' + mode if mode else ''}-{task}-s{seed}"
     d = root / experiment / key
     d.mkdir(parents=True)
@@ -24,6 +25,10 @@ def _run(root: Path, method: str, task: str, seed: int, heldout: float, *, mode:
     cfg = {"seed": seed, "model": {"name": "tiny-llama"}, "data": {"train": task},
            "train": {"max_steps": 20}, "eval": {"benchmarks": ["boolq"]}, "log": {"experiment": experiment},
            "method": mcfg}
+    if timed_config:  # what a paired benchmark is checked against (the other tests leave these at defaults)
+        cfg["model"]["dtype"] = "float32"
+        cfg["train"].update(seq_len=64, batch_size=2, gradient_checkpointing=False)
+        mcfg.update(switch_every=4, n_active_layers=2)
     (d / "config.yaml").write_text(yaml.safe_dump(cfg))
     rows = []
     for step in range(20):
@@ -46,6 +51,7 @@ def _run(root: Path, method: str, task: str, seed: int, heldout: float, *, mode:
               "seed": seed, "status": "success", "loss/heldout": heldout, "loss/heldout_se": 0.001,
               "acc/boolq": 50.0, "acc/avg": 50.0, "eval/n/boolq": 200, "speed/step_time_s_median": step_time,
               "speed/tokens_per_s": 100.0, "mem/optimizer_state_device_gib": 0.1,
+              "train/precision": "fp32",
               "provenance": {"git_dirty": False, "device": "cpu", "device_name": device_name}}
     (d / "result.json").write_text(json.dumps(result))
 
@@ -151,6 +157,68 @@ def test_step_time_claim_counts_the_probe(tmp_path):
     assert "**not reproduced**" in line and "an interval lies wholly above 3%" in line, line
     assert "median step time (probe left out): +0.1%" in line and "training time of all steps (probe included): +10.1%" \
         in line, line
+
+
+def _benchmark(path: Path, grass: list[float], lisa: list[float], probe: float = 1.0, key="grass-offload",
+               **args) -> str:
+    """A scripts/benchmark.py record: one LISA and one GRASS run per round at these medians."""
+    args = {"model": "tiny-llama", "seq_len": 64, "batch": 2, "dtype": "float32", "precision": "fp32",
+            "probe_steps": 2, "switch_every": 4, "n_active_layers": 2, "grad_ckpt": False, "rounds": len(lisa),
+            **args}
+    runs = [r for rnd, (g, b) in enumerate(zip(grass, lisa)) for r in (
+        {"key": "lisa", "round": rnd, "step_times_s": [b] * 5, "probe_step_times_s": []},
+        {"key": key, "round": rnd, "step_times_s": [g] * 5, "probe_step_times_s": [probe] * 2})]
+    path.write_text(json.dumps({"args": args, "complete": True, "summary": {"lisa": {}, key: {}}, "runs": runs}))
+    return str(path)
+
+
+def test_step_time_claim_can_rest_on_paired_benchmark_rounds(tmp_path):
+    """Grid wall times that say nothing (GRASS 3x LISA on a busy machine) give way to a paired
+    benchmark at the experiment's config: rounds pool across files, and the probe counts over the
+    experiment's 20 steps."""
+    for seed in range(3):
+        _run(tmp_path, "lisa", "math", seed, 0.6, step_time=1.0, timed_config=True)
+        _run(tmp_path, "grass", "math", seed, 0.6, mode="adaptive", profile=[1, 2, 3, 4, 5, 6],
+             step_time=3.0 + 0.1 * seed, timed_config=True)
+    first = _benchmark(tmp_path / "a.json", [1.01, 1.012, 1.008], [1.0, 1.0, 1.0])
+    second = _benchmark(tmp_path / "b.json", [1.011, 1.009], [1.0, 1.0])
+    out = tmp_path / "reproduction.md"
+    assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--out", str(out), "--timing", first,
+                 "--timing", second]) == 0
+    text = out.read_text()
+    line = next(x for x in text.splitlines() if x.startswith("| (f)"))
+    assert "**reproduced**" in line and "paired benchmark, lisa vs grass-offload (a.json, b.json)" in line, line
+    assert "median step time (probe left out): +1.0% ± 0.1% s.e. over 5 rounds" in line, line
+    # 2 probe steps at 1.0 and 18 steps at ~1.01, over 20 LISA steps at 1.0: +0.9%
+    assert "training time of 20 steps (probe included): +0.9%" in line, line
+    assert "Grid wall times, not used: median step time (probe left out): +210.0%" in line, line
+    assert f"--timing {first} --timing {second}" in text  # the command that regenerates the page
+    # probe steps twice as slow: (2 * 2.0 + 18 * 1.01) / 20 = +10.9% over the budget, wholly above 3%
+    slow = _benchmark(tmp_path / "slow.json", [1.01, 1.012, 1.008], [1.0, 1.0, 1.0], probe=2.0)
+    assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--out", str(out), "--timing", slow]) == 0
+    line = next(x for x in out.read_text().splitlines() if x.startswith("| (f)"))
+    assert "**not reproduced**" in line and "(probe included): +10.9%" in line, line
+
+
+@pytest.mark.parametrize("args,says", [
+    ({"seq_len": 128}, "--seq-len 128, but the experiment's GRASS runs have cfg.train.seq_len=64"),
+    ({"precision": "bf16"}, "--precision bf16, but the experiment's GRASS runs have train/precision=fp32"),
+    ({"key": "lisa-offload"}, "every file must time lisa and one and the same GRASS setup"),
+    (None, "cannot read a benchmark JSON")])
+def test_a_benchmark_of_another_config_is_refused(tmp_path, capsys, args, says):
+    for seed in range(2):
+        _run(tmp_path, "lisa", "math", seed, 0.6, timed_config=True)
+        _run(tmp_path, "grass", "math", seed, 0.6, mode="adaptive", profile=[1, 2, 3, 4, 5, 6], timed_config=True)
+    path = tmp_path / "bench.json"
+    if args is None:
+        path.write_text("{not json")
+    else:
+        _benchmark(path, [1.0, 1.0], [1.0, 1.0], **args)
+    out = tmp_path / "reproduction.md"
+    assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--out", str(out), "--timing",
+                 str(path)]) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1 and not out.exists(), err
 
 
 def test_step_time_claim_needs_every_step_logged(tmp_path):
