@@ -337,6 +337,7 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame],
                          "they trained identically: a tie here is not a finding")
 
     out.append(memory_claim(runs, main_task))
-    grass_runs = runs[(runs["_key"] == "grass") & (runs["task"] == main_task)]
-    out.append(time_claim(runs, metrics, main_task, load_timing(timing, grass_runs) if timing else None))
+    on_task = runs[runs["task"] == main_task]
+    out.append(time_claim(runs, metrics, main_task, load_timing(timing, on_task[on_task["_key"] == "lisa"],
+                                                                on_task[on_task["_key"] == "grass"]) if timing else None))
     return out, extra

@@ -77,6 +77,10 @@ def parse_args(argv=None):
     p.add_argument("--probe-steps", type=int, default=5)
     p.add_argument("--switch-every", type=int, default=10)
     p.add_argument("--n-active-layers", type=int, default=2)
+    p.add_argument("--refresh-every", type=int, default=None, help="GRASS's MGN refresh period (default: --switch-every)")
+    p.add_argument("--probe-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+                   help="GRASS's probe recomputes blocks in backward (default, as method.probe_checkpointing); "
+                        "runs that predate the field ran without it")
     p.add_argument("--init", default="pretrained", choices=("pretrained", "random"),
                    help="model.init: random = same architecture, random weights (memory and speed only)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="model weights dtype")
@@ -194,7 +198,7 @@ def write_data(path: Path, n: int = 64) -> None:
 
 
 def run_one(key: str, args, data: Path, runs_dir: Path, round_idx: int, device: torch.device) -> dict:
-    from grass.config import load_config
+    from grass.config import load_config, to_dict
     from grass.registry import get_method
     from grass.train import train
 
@@ -207,7 +211,8 @@ def run_one(key: str, args, data: Path, runs_dir: Path, round_idx: int, device: 
     if method in ("lisa", "grass"):
         ov += [f"method.n_active_layers={args.n_active_layers}", f"method.switch_every={args.switch_every}"]
     if method == "grass":
-        ov += [f"method.probe_steps={args.probe_steps}", f"method.refresh_every={args.switch_every}"]
+        ov += [f"method.probe_steps={args.probe_steps}", f"method.refresh_every={args.refresh_every or args.switch_every}",
+               f"method.probe_checkpointing={args.probe_checkpointing}"]
     cfg = load_config(None, ov)
     grads = GradPeak(device)
     t0 = time.time()
@@ -228,7 +233,9 @@ def run_one(key: str, args, data: Path, runs_dir: Path, round_idx: int, device: 
            "grad_peak_during_backward": {"probe": grads.probe_peak if probe else None, "update": grads.update_peak},
            "active_layers": sorted({i for r in updates for i in r.get("active_layers", [])}),
            "final_loss": result["train/final_loss"],
-           "offload_mib_per_step": _traffic(updates)}
+           "offload_mib_per_step": _traffic(updates),
+           # the whole resolved config and precision, so a comparison can check it ran another's config
+           "config": to_dict(cfg), "train/precision": result["train/precision"]}
     if device.type == "cuda":
         peak = result["mem/peak_device_gib"]  # after the probe the loop's peak covers the update phase only
         out["cuda_max_memory_allocated"] = {"probe": grads.cuda_probe_peak,
@@ -402,7 +409,7 @@ def _write(out: Path, args, device, keys, runs, complete: bool):
               "load_avg": os.getloadavg(), "git_sha": _git_sha(), "torch": torch.__version__,
               "platform": platform.platform(),
               "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "setups": {k: SETUPS[k][1] for k in keys}, "summary": s, "ratios": r, "runs": runs}
+              "summary": s, "ratios": r, "runs": runs}
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, out)

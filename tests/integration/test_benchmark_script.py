@@ -15,7 +15,8 @@ def test_benchmark_pairs_grass_with_lisa_by_round(tmp_path):
     out = tmp_path / "bench.json"
     p = subprocess.run([sys.executable, str(SCRIPT), "--model", "tiny-llama", "--methods", "lisa,grass-reset",
                         "--steps", "8", "--rounds", "3", "--probe-steps", "2", "--switch-every", "2",
-                        "--seq-len", "32", "--batch", "2", "--out", str(out)],
+                        "--seq-len", "32", "--batch", "2", "--refresh-every", "3", "--no-probe-checkpointing",
+                        "--out", str(out)],
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, p.stderr
     d = json.loads(out.read_text())
@@ -27,3 +28,6 @@ def test_benchmark_pairs_grass_with_lisa_by_round(tmp_path):
     assert paired["margin"] >= 2 * paired["se"] > 0
     assert "median step time paired by round" in p.stdout and "over 3 rounds (95% interval" in p.stdout
     assert s["grass-reset"]["probe_step_time_s_median"] > 0 and s["lisa"]["probe_step_time_s_median"] is None
+    # each run records the config it trained, so a comparison can check it against an experiment's
+    grass = next(r for r in d["runs"] if r["key"] == "grass-reset")["config"]["method"]
+    assert grass["refresh_every"] == 3 and grass["probe_checkpointing"] is False and grass["state_policy"] == "reset"

@@ -159,16 +159,28 @@ def test_step_time_claim_counts_the_probe(tmp_path):
         in line, line
 
 
-def _benchmark(path: Path, grass: list[float], lisa: list[float], probe: float = 1.0, key="grass-offload",
-               **args) -> str:
-    """A scripts/benchmark.py record: one LISA and one GRASS run per round at these medians."""
-    args = {"model": "tiny-llama", "seq_len": 64, "batch": 2, "dtype": "float32", "precision": "fp32",
-            "probe_steps": 2, "switch_every": 4, "n_active_layers": 2, "grad_ckpt": False, "rounds": len(lisa),
-            **args}
+def _benchmark(path: Path, root: Path, grass: list[float], lisa: list[float], probe: float = 1.0,
+               key: str = "grass-offload", change: tuple[str, str, object] | None = None,
+               precision: str = "fp32") -> str:
+    """A scripts/benchmark.py record: one LISA and one GRASS run per round at these medians, each
+    with the resolved config of the experiment's runs of its method (``change``: one field of the
+    GRASS run's set otherwise)."""
+    from grass.config import from_run_dir, to_dict
+
+    def config(prefix: str) -> dict:
+        run_dir = next(d for d in sorted((root / "repro").iterdir()) if d.name.startswith(prefix))
+        return to_dict(from_run_dir(run_dir))
+
+    grass_cfg = config("grass-adaptive-math")
+    if change:
+        grass_cfg[change[0]][change[1]] = change[2]
     runs = [r for rnd, (g, b) in enumerate(zip(grass, lisa)) for r in (
-        {"key": "lisa", "round": rnd, "step_times_s": [b] * 5, "probe_step_times_s": []},
-        {"key": key, "round": rnd, "step_times_s": [g] * 5, "probe_step_times_s": [probe] * 2})]
-    path.write_text(json.dumps({"args": args, "complete": True, "summary": {"lisa": {}, key: {}}, "runs": runs}))
+        {"key": "lisa", "round": rnd, "step_times_s": [b] * 5, "probe_step_times_s": [],
+         "config": config("lisa-math"), "train/precision": precision},
+        {"key": key, "round": rnd, "step_times_s": [g] * 5, "probe_step_times_s": [probe] * 2,
+         "config": grass_cfg, "train/precision": precision})]
+    path.write_text(json.dumps({"args": {"rounds": len(lisa)}, "complete": True, "device": "cpu",
+                                "summary": {"lisa": {}, key: {}}, "runs": runs}))
     return str(path)
 
 
@@ -180,8 +192,8 @@ def test_step_time_claim_can_rest_on_paired_benchmark_rounds(tmp_path):
         _run(tmp_path, "lisa", "math", seed, 0.6, step_time=1.0, timed_config=True)
         _run(tmp_path, "grass", "math", seed, 0.6, mode="adaptive", profile=[1, 2, 3, 4, 5, 6],
              step_time=3.0 + 0.1 * seed, timed_config=True)
-    first = _benchmark(tmp_path / "a.json", [1.01, 1.012, 1.008], [1.0, 1.0, 1.0])
-    second = _benchmark(tmp_path / "b.json", [1.011, 1.009], [1.0, 1.0])
+    first = _benchmark(tmp_path / "a.json", tmp_path, [1.01, 1.012, 1.008], [1.0, 1.0, 1.0])
+    second = _benchmark(tmp_path / "b.json", tmp_path, [1.011, 1.009], [1.0, 1.0])
     out = tmp_path / "reproduction.md"
     assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--out", str(out), "--timing", first,
                  "--timing", second]) == 0
@@ -194,16 +206,20 @@ def test_step_time_claim_can_rest_on_paired_benchmark_rounds(tmp_path):
     assert "Grid wall times, not used: median step time (probe left out): +210.0%" in line, line
     assert f"--timing {first} --timing {second}" in text  # the command that regenerates the page
     # probe steps twice as slow: (2 * 2.0 + 18 * 1.01) / 20 = +10.9% over the budget, wholly above 3%
-    slow = _benchmark(tmp_path / "slow.json", [1.01, 1.012, 1.008], [1.0, 1.0, 1.0], probe=2.0)
+    slow = _benchmark(tmp_path / "slow.json", tmp_path, [1.01, 1.012, 1.008], [1.0, 1.0, 1.0], probe=2.0)
     assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--out", str(out), "--timing", slow]) == 0
     line = next(x for x in out.read_text().splitlines() if x.startswith("| (f)"))
     assert "**not reproduced**" in line and "(probe included): +10.9%" in line, line
 
 
 @pytest.mark.parametrize("args,says", [
-    ({"seq_len": 128}, "--seq-len 128, but the experiment's GRASS runs have cfg.train.seq_len=64"),
-    ({"precision": "bf16"}, "--precision bf16, but the experiment's GRASS runs have train/precision=fp32"),
+    ({"change": ("train", "seq_len", 128)}, "train.seq_len: 128 vs 64"),
+    # the field came after these runs: they ran without it (grass.config.ADDED_LATER)
+    ({"change": ("method", "probe_checkpointing", True)}, "method.probe_checkpointing: True vs False"),
+    ({"change": ("method", "refresh_every", 7)}, "method.refresh_every: 7 vs 25"),
+    ({"precision": "bf16"}, "train/precision: 'bf16' vs 'fp32'"),
     ({"key": "lisa-offload"}, "every file must time lisa and one and the same GRASS setup"),
+    ("old", "written before scripts/benchmark.py recorded each run's config"),
     (None, "cannot read a benchmark JSON")])
 def test_a_benchmark_of_another_config_is_refused(tmp_path, capsys, args, says):
     for seed in range(2):
@@ -212,8 +228,12 @@ def test_a_benchmark_of_another_config_is_refused(tmp_path, capsys, args, says):
     path = tmp_path / "bench.json"
     if args is None:
         path.write_text("{not json")
+    elif args == "old":
+        _benchmark(path, tmp_path, [1.0, 1.0], [1.0, 1.0])
+        d = json.loads(path.read_text())
+        path.write_text(json.dumps({**d, "runs": [{k: v for k, v in r.items() if k != "config"} for r in d["runs"]]}))
     else:
-        _benchmark(path, [1.0, 1.0], [1.0, 1.0], **args)
+        _benchmark(path, tmp_path, [1.0, 1.0], [1.0, 1.0], **args)
     out = tmp_path / "reproduction.md"
     assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--out", str(out), "--timing",
                  str(path)]) == 2
