@@ -62,10 +62,15 @@ def _same(a, b) -> bool:
 
 
 def _differences(bench: dict, run: dict) -> list[str]:
-    """``section.field`` where a benchmark run's resolved config differs from an experiment run's."""
+    """``section.field`` where a benchmark run's resolved config differs from an experiment run's
+    (a field that acts in neither, such as the offload engine's under ``state_policy=reset``, is
+    no difference)."""
+    from grass.config import field_acts
+
     fields = [(sec, f) for sec, fs in _TIMED.items() for f in fs] + [("method", f) for f in bench["method"]]
     return [f"{sec}.{f}: {bench[sec].get(f)!r} vs {run[sec].get(f)!r}" for sec, f in fields
-            if not _same(bench[sec].get(f), run[sec].get(f))]
+            if not _same(bench[sec].get(f), run[sec].get(f))
+            and (field_acts(bench, sec, f) or field_acts(run, sec, f))]
 
 
 def _check(path: str, d: dict, key: str, method: str, runs: pd.DataFrame) -> None:

@@ -146,6 +146,13 @@ _ONLY_WHEN = {("method", "offload_chunk_mb"): (("method", "state_policy"), "offl
               ("method", "probe_checkpointing"): (("train", "gradient_checkpointing"), False)}
 
 
+def field_acts(d: dict, section: str, key: str) -> bool:
+    """Whether ``section.key`` acts in the config ``d`` (as :func:`to_dict` gives it): False for a
+    field that only acts when another field has a value (``_ONLY_WHEN``) that ``d`` lacks."""
+    gate = _ONLY_WHEN.get((section, key))
+    return gate is None or d.get(gate[0][0], {}).get(gate[0][1]) == gate[1]
+
+
 def _schema_keys(cls: type) -> dict[str, Any]:
     """Field name -> nested dataclass type (or None for a leaf)."""
     out: dict[str, Any] = {}
@@ -301,8 +308,8 @@ def run_id(cfg: RunConfig) -> str:
             d[section].pop(key, None)
     for (section, key), default in _NOT_COMPUTED.items():
         d[section][key] = default
-    for (section, key), ((other_section, other), value) in _ONLY_WHEN.items():
-        if key in d.get(section, {}) and d.get(other_section, {}).get(other) != value:
+    for section, key in _ONLY_WHEN:
+        if key in d.get(section, {}) and not field_acts(d, section, key):
             d[section].pop(key)
     digest = hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{cfg.method.name}-{digest}"

@@ -197,11 +197,8 @@ def write_data(path: Path, n: int = 64) -> None:
     path.write_text(json.dumps(recs))
 
 
-def run_one(key: str, args, data: Path, runs_dir: Path, round_idx: int, device: torch.device) -> dict:
-    from grass.config import load_config, to_dict
-    from grass.registry import get_method
-    from grass.train import train
-
+def overrides(key: str, args, data: Path, runs_dir: Path, round_idx: int, device: torch.device) -> list[str]:
+    """The ``grass train`` overrides of one benchmark run of setup ``key``."""
     method, extra, _ = SETUPS[key]
     ov = [f"model.name={args.model}", f"model.dtype={args.dtype}", f"model.init={args.init}", f"method.name={method}",
           f"train.max_steps={args.steps}", f"train.seq_len={args.seq_len}", f"train.batch_size={args.batch}",
@@ -213,7 +210,16 @@ def run_one(key: str, args, data: Path, runs_dir: Path, round_idx: int, device: 
     if method == "grass":
         ov += [f"method.probe_steps={args.probe_steps}", f"method.refresh_every={args.refresh_every or args.switch_every}",
                f"method.probe_checkpointing={args.probe_checkpointing}"]
-    cfg = load_config(None, ov)
+    return ov
+
+
+def run_one(key: str, args, data: Path, runs_dir: Path, round_idx: int, device: torch.device) -> dict:
+    from grass.config import load_config, to_dict
+    from grass.registry import get_method
+    from grass.train import train
+
+    method = SETUPS[key][0]
+    cfg = load_config(None, overrides(key, args, data, runs_dir, round_idx, device))
     grads = GradPeak(device)
     t0 = time.time()
     with grads.install(get_method(method)):

@@ -161,7 +161,7 @@ def test_step_time_claim_counts_the_probe(tmp_path):
 
 def _benchmark(path: Path, root: Path, grass: list[float], lisa: list[float], probe: float = 1.0,
                key: str = "grass-offload", change: tuple[str, str, object] | None = None,
-               precision: str = "fp32") -> str:
+               precision: str = "fp32", lisa_change: tuple[str, str, object] | None = None) -> str:
     """A scripts/benchmark.py record: one LISA and one GRASS run per round at these medians, each
     with the resolved config of the experiment's runs of its method (``change``: one field of the
     GRASS run's set otherwise)."""
@@ -171,12 +171,13 @@ def _benchmark(path: Path, root: Path, grass: list[float], lisa: list[float], pr
         run_dir = next(d for d in sorted((root / "repro").iterdir()) if d.name.startswith(prefix))
         return to_dict(from_run_dir(run_dir))
 
-    grass_cfg = config("grass-adaptive-math")
-    if change:
-        grass_cfg[change[0]][change[1]] = change[2]
+    grass_cfg, lisa_cfg = config("grass-adaptive-math"), config("lisa-math")
+    for cfg, edit in ((grass_cfg, change), (lisa_cfg, lisa_change)):
+        if edit:
+            cfg[edit[0]][edit[1]] = edit[2]
     runs = [r for rnd, (g, b) in enumerate(zip(grass, lisa)) for r in (
         {"key": "lisa", "round": rnd, "step_times_s": [b] * 5, "probe_step_times_s": [],
-         "config": config("lisa-math"), "train/precision": precision},
+         "config": lisa_cfg, "train/precision": precision},
         {"key": key, "round": rnd, "step_times_s": [g] * 5, "probe_step_times_s": [probe] * 2,
          "config": grass_cfg, "train/precision": precision})]
     path.write_text(json.dumps({"args": {"rounds": len(lisa)}, "complete": True, "device": "cpu",
@@ -192,7 +193,9 @@ def test_step_time_claim_can_rest_on_paired_benchmark_rounds(tmp_path):
         _run(tmp_path, "lisa", "math", seed, 0.6, step_time=1.0, timed_config=True)
         _run(tmp_path, "grass", "math", seed, 0.6, mode="adaptive", profile=[1, 2, 3, 4, 5, 6],
              step_time=3.0 + 0.1 * seed, timed_config=True)
-    first = _benchmark(tmp_path / "a.json", tmp_path, [1.01, 1.012, 1.008], [1.0, 1.0, 1.0])
+    # LISA resets its state, so the offload engine's chunk size does not act in it: no difference
+    first = _benchmark(tmp_path / "a.json", tmp_path, [1.01, 1.012, 1.008], [1.0, 1.0, 1.0],
+                       lisa_change=("method", "offload_chunk_mb", 16.0))
     second = _benchmark(tmp_path / "b.json", tmp_path, [1.011, 1.009], [1.0, 1.0])
     out = tmp_path / "reproduction.md"
     assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--out", str(out), "--timing", first,
@@ -217,6 +220,7 @@ def test_step_time_claim_can_rest_on_paired_benchmark_rounds(tmp_path):
     # the field came after these runs: they ran without it (grass.config.ADDED_LATER)
     ({"change": ("method", "probe_checkpointing", True)}, "method.probe_checkpointing: True vs False"),
     ({"change": ("method", "refresh_every", 7)}, "method.refresh_every: 7 vs 25"),
+    ({"change": ("method", "offload_chunk_mb", 16.0)}, "method.offload_chunk_mb: 16.0 vs"),  # GRASS offloads
     ({"precision": "bf16"}, "train/precision: 'bf16' vs 'fp32'"),
     ({"key": "lisa-offload"}, "every file must time lisa and one and the same GRASS setup"),
     ("old", "written before scripts/benchmark.py recorded each run's config"),
