@@ -237,14 +237,15 @@ def _grid_times(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame], task: str)
         rel, unmatched = relative_time(runs, task, metric)
         apart = (f"; {_plural(unmatched, 'seed')} left out: GRASS and LISA did not run on one known device"
                  if unmatched else "")
-        out.append((rel, _relative_text(rel, label, "seeds") + apart))
+        out.append((rel, _relative_text(rel, label, "seed") + apart))
     return out
 
 
 def _relative_text(rel: Paired, label: str, unit: str) -> str:
+    """``label: mean ± s.e. over n <unit>s (95% interval ...)`` of a relative difference."""
     if rel.n < 2:
-        return f"{label}: {rel.n} paired {unit}"
-    return (f"{label}: {100 * rel.mean:+.1f}% ± {100 * rel.se:.1f}% s.e. over {rel.n} {unit} (95% interval "
+        return f"{label}: {_plural(rel.n, 'paired ' + unit)}"
+    return (f"{label}: {100 * rel.mean:+.1f}% ± {100 * rel.se:.1f}% s.e. over {_plural(rel.n, unit)} (95% interval "
             f"{100 * (rel.mean - rel.margin):+.1f}% to {100 * (rel.mean + rel.margin):+.1f}%)")
 
 
@@ -265,7 +266,7 @@ def time_claim(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame], task: str, 
         measures = []
         for diffs, label in zip((timing.step, timing.budget), labels):
             rel = Paired("grass", "lisa", "time", task, list(range(len(diffs))), diffs)  # paired by round
-            measures.append((rel, _relative_text(rel, label, "rounds")))
+            measures.append((rel, _relative_text(rel, label, "round")))
         numbers = (f"paired benchmark, lisa vs {timing.grass_key} ({', '.join(Path(f).name for f in timing.files)}): "
                    + "; ".join(text for _, text in measures) + ". Grid wall times, not used: "
                    + "; ".join(text for _, text in grid))
