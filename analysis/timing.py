@@ -11,7 +11,8 @@ round gives one paired difference, ``GRASS / LISA - 1``, of
 
 A file counts only if every one of its runs trained the config of the experiment's runs of that
 method in everything a step's time depends on (model, sequence, batch, precision, device, every
-method field); rounds pool across such files.
+method field), and, on a CPU, only with glibc's allocator thresholds fixed; rounds pool across
+such files.
 """
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ def _read(path: str) -> dict:
     if not d.get("complete") or "lisa" not in d.get("summary", {}):
         raise GrassError(f"--timing {path}: not a complete benchmark with lisa; run scripts/benchmark.py --methods "
                          f"lisa,<grass setup> to the end")
+    if d.get("device") == "cpu" and not str(d["args"].get("malloc", "")).startswith("fixed"):
+        raise GrassError(f"--timing {path}: ran with glibc's dynamic mmap threshold, which shifted CPU step times "
+                         f"between methods by several percent (scripts/benchmark.py fix_malloc); run the benchmark "
+                         f"again without --dynamic-malloc")
     if any("config" not in r for r in d["runs"]):
         raise GrassError(f"--timing {path}: written before scripts/benchmark.py recorded each run's config, so "
                          f"whether it ran the experiment's cannot be checked; run the benchmark again")

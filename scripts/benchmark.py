@@ -91,6 +91,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (0 = torch's default). 1 by default: on a small shared machine "
                         "spinning OpenMP threads can make a step many times slower")
+    p.add_argument("--dynamic-malloc", action="store_true",
+                   help="leave glibc's dynamic mmap threshold on (default on a CPU: fixed, see fix_malloc)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<timestamp>.json)")
     return p.parse_args(argv)
 
@@ -328,7 +330,7 @@ def _div(a, b, shift=0.0):
 def print_report(s, r, args, device) -> None:
     mb = 2 ** 20
     print(f"\n{args.model}{' (random weights)' if args.init == 'random' else ''} seq {args.seq_len} x batch {args.batch}, {args.dtype}/{args.precision}, {args.steps} steps x "
-          f"{args.rounds} rounds, device {device}, threads {torch.get_num_threads()}")
+          f"{args.rounds} rounds, device {device}, threads {torch.get_num_threads()}, malloc {args.malloc}")
     print(f"{'method':<22}{'tok/s':>9}{'step s':>9}{'x full':>8}{'x lisa':>8}{'cpu s':>8}{'xfull':>7}{'xlisa':>7}"
           f"{'params MiB':>11}{'grads MiB':>10}"
           f"{'opt dev':>9}{'opt host':>9}{'=model':>7}{'bwd grad peak MiB':>21}")
@@ -372,6 +374,29 @@ def print_report(s, r, args, device) -> None:
         print(f"(one decoder layer's gradients: {lg / mb:.1f} MiB)")
 
 
+def fix_malloc() -> str:
+    """Fix glibc's mmap and trim thresholds for this process, so every method allocates alike.
+
+    glibc serves a large allocation by mmap, and raises that threshold (up to 32 MiB) the first
+    time such a block is freed; later allocations of that size then come from the heap without
+    page faults, so a method whose first steps allocate more (GRASS's probe without
+    checkpointing) allocates faster afterwards. At cpu_repro's config GRASS / LISA - 1 of the
+    median step time was -9.3% ± 0.9% with the dynamic threshold and -4.0% ± 1.0% with it fixed
+    (8 paired rounds each, 2026-12-04): about half of the gap was the allocator. Fixed at the top
+    from the start, every run allocates the same way.
+    """
+    import ctypes
+    import ctypes.util
+
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(m_mmap_threshold, 32 * 2**20) == 1 and libc.mallopt(m_trim_threshold, 2**30) == 1
+    except (OSError, AttributeError):  # not glibc
+        ok = False
+    return "fixed: mmap threshold 32 MiB, trim threshold 1 GiB" if ok else "dynamic (mallopt unavailable)"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     keys = [k.strip() for k in args.methods.split(",") if k.strip()]
@@ -385,6 +410,7 @@ def main(argv=None) -> int:
     from grass.train import resolve_device
 
     device = resolve_device(args.device)
+    args.malloc = "dynamic" if args.dynamic_malloc or device.type != "cpu" else fix_malloc()
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{dt.datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     runs = []

@@ -31,3 +31,4 @@ def test_benchmark_pairs_grass_with_lisa_by_round(tmp_path):
     # each run records the config it trained, so a comparison can check it against an experiment's
     grass = next(r for r in d["runs"] if r["key"] == "grass-reset")["config"]["method"]
     assert grass["refresh_every"] == 3 and grass["probe_checkpointing"] is False and grass["state_policy"] == "reset"
+    assert d["args"]["malloc"].startswith("fixed")  # glibc's thresholds, the same for every method

@@ -161,7 +161,8 @@ def test_step_time_claim_counts_the_probe(tmp_path):
 
 def _benchmark(path: Path, root: Path, grass: list[float], lisa: list[float], probe: float = 1.0,
                key: str = "grass-offload", change: tuple[str, str, object] | None = None,
-               precision: str = "fp32", lisa_change: tuple[str, str, object] | None = None) -> str:
+               precision: str = "fp32", lisa_change: tuple[str, str, object] | None = None,
+               malloc: str = "fixed: mmap threshold 32 MiB, trim threshold 1 GiB") -> str:
     """A scripts/benchmark.py record: one LISA and one GRASS run per round at these medians, each
     with the resolved config of the experiment's runs of its method (``change``: one field of the
     GRASS run's set otherwise)."""
@@ -180,7 +181,7 @@ def _benchmark(path: Path, root: Path, grass: list[float], lisa: list[float], pr
          "config": lisa_cfg, "train/precision": precision},
         {"key": key, "round": rnd, "step_times_s": [g] * 5, "probe_step_times_s": [probe] * 2,
          "config": grass_cfg, "train/precision": precision})]
-    path.write_text(json.dumps({"args": {"rounds": len(lisa)}, "complete": True, "device": "cpu",
+    path.write_text(json.dumps({"args": {"rounds": len(lisa), "malloc": malloc}, "complete": True, "device": "cpu",
                                 "summary": {"lisa": {}, key: {}}, "runs": runs}))
     return str(path)
 
@@ -224,6 +225,7 @@ def test_step_time_claim_can_rest_on_paired_benchmark_rounds(tmp_path):
     ({"precision": "bf16"}, "train/precision: 'bf16' vs 'fp32'"),
     ({"key": "lisa-offload"}, "every file must time lisa and one and the same GRASS setup"),
     ("old", "written before scripts/benchmark.py recorded each run's config"),
+    ({"malloc": "dynamic"}, "ran with glibc's dynamic mmap threshold"),
     (None, "cannot read a benchmark JSON")])
 def test_a_benchmark_of_another_config_is_refused(tmp_path, capsys, args, says):
     for seed in range(2):
