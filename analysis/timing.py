@@ -52,7 +52,7 @@ def _read(path: str) -> dict:
                          f"lisa,<grass setup> to the end")
     if d.get("device") == "cpu" and not str(d["args"].get("malloc", "")).startswith("fixed"):
         raise GrassError(f"--timing {path}: ran with glibc's dynamic mmap threshold, which shifted CPU step times "
-                         f"between methods by several percent (scripts/benchmark.py fix_malloc); run the benchmark "
+                         f"between methods by several percent (grass.measure.fix_malloc); run the benchmark "
                          f"again without --dynamic-malloc")
     if any("config" not in r for r in d["runs"]):
         raise GrassError(f"--timing {path}: written before scripts/benchmark.py recorded each run's config, so "

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from grass.measure import fix_malloc  # noqa: E402
 from grass.memory.model import GIB, predict  # noqa: E402
 
 # benchmark key -> (method name, config overrides, memory-model kwargs)
@@ -92,7 +93,7 @@ def parse_args(argv=None):
                    help="torch CPU threads (0 = torch's default). 1 by default: on a small shared machine "
                         "spinning OpenMP threads can make a step many times slower")
     p.add_argument("--dynamic-malloc", action="store_true",
-                   help="leave glibc's dynamic mmap threshold on (default on a CPU: fixed, see fix_malloc)")
+                   help="leave glibc's dynamic mmap threshold on (default on a CPU: fixed, see grass.measure.fix_malloc)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/<timestamp>.json)")
     return p.parse_args(argv)
 
@@ -311,16 +312,14 @@ def ratios(s: dict) -> dict:
 def _paired_rounds(method: list[float], lisa: list[float]) -> dict:
     """``method / lisa - 1`` of the median step time, paired round by round (a round runs every
     method once, in alternating order, so slow spells of a shared machine hit both), with the mean,
-    its standard error and the 95% interval (``t(0.975, n-1)`` standard errors, at least two)."""
-    from scipy import stats
-
-    from analysis.stats import mean_se
+    its standard error and the 95% interval (:class:`analysis.verdicts.Paired`'s rule)."""
+    from analysis.verdicts import Paired
 
     diffs = [m / b - 1 for m, b in zip(method, lisa)]
     if len(diffs) < 2:
         return {"diffs": diffs, "mean": diffs[0] if diffs else None, "se": None, "margin": None}
-    mean, se = mean_se(diffs)
-    return {"diffs": diffs, "mean": mean, "se": se, "margin": max(2.0, float(stats.t.ppf(0.975, len(diffs) - 1))) * se}
+    rel = Paired("grass", "lisa", "step time", "benchmark", list(range(len(diffs))), diffs)
+    return {"diffs": diffs, "mean": rel.mean, "se": rel.se, "margin": rel.margin}
 
 
 def _div(a, b, shift=0.0):
@@ -372,29 +371,6 @@ def print_report(s, r, args, device) -> None:
     if any(v["layer_grads_bytes"] for v in s.values()):
         lg = next(v["layer_grads_bytes"] for v in s.values() if v["layer_grads_bytes"])
         print(f"(one decoder layer's gradients: {lg / mb:.1f} MiB)")
-
-
-def fix_malloc() -> str:
-    """Fix glibc's mmap and trim thresholds for this process, so every method allocates alike.
-
-    glibc serves a large allocation by mmap, and raises that threshold (up to 32 MiB) the first
-    time such a block is freed; later allocations of that size then come from the heap without
-    page faults, so a method whose first steps allocate more (GRASS's probe without
-    checkpointing) allocates faster afterwards. At cpu_repro's config GRASS / LISA - 1 of the
-    median step time was -9.3% ± 0.9% with the dynamic threshold and -4.0% ± 1.0% with it fixed
-    (8 paired rounds each, 2026-12-04): about half of the gap was the allocator. Fixed at the top
-    from the start, every run allocates the same way.
-    """
-    import ctypes
-    import ctypes.util
-
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(m_mmap_threshold, 32 * 2**20) == 1 and libc.mallopt(m_trim_threshold, 2**30) == 1
-    except (OSError, AttributeError):  # not glibc
-        ok = False
-    return "fixed: mmap threshold 32 MiB, trim threshold 1 GiB" if ok else "dynamic (mallopt unavailable)"
 
 
 def main(argv=None) -> int:
