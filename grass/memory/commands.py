@@ -17,6 +17,20 @@ from grass.optim.offload_state import DEFAULT_CHUNK_MB, DEFAULT_FP32_STATE
 
 PCIE_GBPS = 25.0  # host-to-device bandwidth the copy time is quoted at (PCIe 4 x16 in practice)
 
+LAYERWISE = ("lisa", "grass")
+# The methods each method-specific flag plans, and its value when not given. A flag given for a method it
+# does not concern is refused: silently ignoring it would print a table that did not use it.
+METHOD_FLAGS: dict[str, tuple[tuple[str, ...], object]] = {
+    "n_active_layers": (LAYERWISE, 2),
+    "offload": (LAYERWISE, None),
+    "state_policy": (LAYERWISE, None),
+    "offload_chunk_mb": (LAYERWISE, DEFAULT_CHUNK_MB),
+    "offload_fp32_state": (LAYERWISE, DEFAULT_FP32_STATE),
+    "probe_checkpointing": (("grass",), True),
+    "lora_rank": (("lora", "dora"), 8),
+    "lora_targets": (("lora", "dora"), ALL_LINEAR),
+}
+
 
 def _chunk_mb(text: str) -> float | None:
     if text.strip().lower() in ("none", "null"):
@@ -49,23 +63,23 @@ def add_commands(subparsers) -> None:
                         "(or auto on a bf16 device) with model.dtype=float32 runs (not modelled for LoRA/DoRA "
                         "or GPT-2)")
     p.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing of every decoder block")
-    p.add_argument("--n-active-layers", type=int, default=2, help="gamma of lisa / grass (default 2)")
-    p.add_argument("--offload", action=argparse.BooleanOptionalAction, default=None,
+    p.add_argument("--n-active-layers", type=int, default=argparse.SUPPRESS, help="gamma of lisa / grass (default 2)")
+    p.add_argument("--offload", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                    help="lisa/grass: offload optimizer state to host memory (grass default on, lisa off; "
                         "--no-offload = reset)")
-    p.add_argument("--state-policy", choices=STATE_POLICIES, default=None,
+    p.add_argument("--state-policy", choices=STATE_POLICIES, default=argparse.SUPPRESS,
                    help="lisa/grass optimizer state across switches (overrides --offload)")
-    p.add_argument("--offload-chunk-mb", type=_chunk_mb, default=DEFAULT_CHUNK_MB,
+    p.add_argument("--offload-chunk-mb", type=_chunk_mb, default=argparse.SUPPRESS,
                    help=f"offload: stream optimizer state in chunks of at most this many MiB and one decoder "
                         f"layer's state (default {DEFAULT_CHUNK_MB:g}, as method.offload_chunk_mb); none: whole layers")
-    p.add_argument("--offload-fp32-state", action=argparse.BooleanOptionalAction, default=DEFAULT_FP32_STATE,
+    p.add_argument("--offload-fp32-state", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                    help="offload: fp32 moments + fp32 master weights; default --no-offload-fp32-state: state in "
                         "the weights' dtype (as method.offload_fp32_state)")
-    p.add_argument("--probe-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--probe-checkpointing", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                    help="grass: recompute blocks in the probe's backward (default, as method.probe_checkpointing); "
                         "--no-probe-checkpointing: the probe keeps every block's activations")
-    p.add_argument("--lora-rank", type=int, default=8, help="LoRA/DoRA rank (default 8)")
-    p.add_argument("--lora-targets", type=_names, default=ALL_LINEAR, metavar="NAMES",
+    p.add_argument("--lora-rank", type=int, default=argparse.SUPPRESS, help="LoRA/DoRA rank (default 8)")
+    p.add_argument("--lora-targets", type=_names, default=argparse.SUPPRESS, metavar="NAMES",
                    help="LoRA/DoRA target_modules, comma-separated decoder-block linears (e.g. q_proj,v_proj; "
                         "default all-linear)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
@@ -77,28 +91,49 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def method_options(args) -> dict:
+    """The method-specific flags with their defaults filled in; a flag given for a method it does not plan
+    (``--lora-rank`` with ``--method grass``, or a state policy with ``--method all``) raises GrassError."""
+    from grass.errors import GrassError
+
+    given = [key for key in METHOD_FLAGS if hasattr(args, key)]
+    for key in given:
+        methods = METHOD_FLAGS[key][0]
+        if args.method == "all" and key in ("offload", "state_policy"):
+            raise GrassError(f"{_flag(key)} picks one state policy, but --method all plans lisa (reset) and grass "
+                             f"(offload and reset); use --method lisa or --method grass with it")
+        if args.method in METHODS and args.method not in methods:
+            raise GrassError(f"{_flag(key)} applies to {' and '.join(methods)}, not {args.method}: drop it or "
+                             f"use --method {methods[0]}")
+    return {key: getattr(args, key, default) for key, (_, default) in METHOD_FLAGS.items()}
+
+
 def run(args) -> int:
     from grass.errors import GrassError
 
-    for key in ("seq_len", "batch", "lora_rank", "fsdp"):
-        if getattr(args, key) <= 0:
-            raise GrassError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
+    if args.method != "all" and args.method not in METHODS:
+        raise GrassError(f"unknown method '{args.method}'; valid methods: {', '.join(METHODS)}, all")
+    opts = method_options(args)
+    sizes = {"seq_len": args.seq_len, "batch": args.batch, "lora_rank": opts["lora_rank"], "fsdp": args.fsdp}
+    for key, value in sizes.items():
+        if value <= 0:
+            raise GrassError(f"{_flag(key)} must be positive, got {value}")
+    offload, state_policy = opts.pop("offload"), opts.pop("state_policy")
     kw = dict(precision=args.precision, seq_len=args.seq_len, batch=args.batch, grad_ckpt=args.grad_ckpt,
-              n_active_layers=args.n_active_layers, device=args.device, lora_rank=args.lora_rank,
-              lora_targets=args.lora_targets,
-              offload_chunk_mb=args.offload_chunk_mb, offload_fp32_state=args.offload_fp32_state, fsdp=args.fsdp,
-              probe_checkpointing=args.probe_checkpointing, autocast=args.autocast)
+              device=args.device, fsdp=args.fsdp, autocast=args.autocast, **opts)
     if args.autocast and args.precision != "fp32":
         raise GrassError("--autocast plans bf16 autocast over fp32 weights: add --precision fp32 (with bf16 "
                          "weights autocast casts nothing, so plan --precision bf16 without it)")
-    if args.offload_chunk_mb is not None and not args.offload_chunk_mb > 0:
-        raise GrassError(f"--offload-chunk-mb must be positive or none, got {args.offload_chunk_mb:g}")
+    if kw["offload_chunk_mb"] is not None and not kw["offload_chunk_mb"] > 0:
+        raise GrassError(f"--offload-chunk-mb must be positive or none, got {kw['offload_chunk_mb']:g}")
     if args.method == "all":
         rows = predict_all(args.model, **kw)
-    elif args.method in METHODS:
-        rows = [predict(args.model, args.method, offload=args.offload, state_policy=args.state_policy, **kw)]
     else:
-        raise GrassError(f"unknown method '{args.method}'; valid methods: {', '.join(METHODS)}, all")
+        rows = [predict(args.model, args.method, offload=offload, state_policy=state_policy, **kw)]
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
     else:

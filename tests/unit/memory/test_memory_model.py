@@ -359,6 +359,32 @@ def test_cli_table_json_and_bad_input(capsys):
     assert "names mlp, which is not a linear layer" in err and len(err.strip().splitlines()) == 1
 
 
+def test_cli_refuses_flags_the_method_does_not_plan(capsys):
+    from grass.cli import main
+
+    # A method-specific flag given for a method it does not concern is refused, not silently dropped.
+    cases = [(["--method", "grass", "--lora-rank", "16"], "--lora-rank applies to lora and dora, not grass"),
+             (["--method", "full", "--lora-targets", "q_proj"], "--lora-targets applies to lora and dora, not full"),
+             (["--method", "lora", "--n-active-layers", "4"], "--n-active-layers applies to lisa and grass, not lora"),
+             (["--method", "lisa", "--no-probe-checkpointing"], "--probe-checkpointing applies to grass, not lisa"),
+             (["--method", "dora", "--offload-chunk-mb", "none"], "--offload-chunk-mb applies to lisa and grass"),
+             (["--method", "all", "--offload"], "--offload picks one state policy, but --method all"),
+             (["--method", "all", "--state-policy", "keep"], "--state-policy picks one state policy")]
+    for extra, message in cases:
+        assert main(["memory", "--model", "llama2-7b", *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (extra, err)
+    # the flags that apply do act: under --method all, on the methods they concern
+    def rows(*extra):
+        assert main(["memory", "--model", "llama2-7b", "--json", *extra]) == 0
+        return {(r["method"], r["state_policy"]): r for r in json.loads(capsys.readouterr().out)}
+    base, wider = rows("--method", "all"), rows("--method", "all", "--lora-rank", "16", "--n-active-layers", "4")
+    assert wider["lora", None]["trainable_params"] == 2 * base["lora", None]["trainable_params"]
+    assert wider["full", None] == base["full", None]
+    assert wider["grass", "offload"]["n_active_layers"] == 4 and base["grass", "offload"]["n_active_layers"] == 2
+    assert rows("--method", "lisa", "--offload")["lisa", "offload"]["total"] < base["lisa", "reset"]["total"]
+
+
 @pytest.mark.slow
 def test_exact_bytes_smollm2(tmp_path):
     pytest.importorskip("gguf")
