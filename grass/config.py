@@ -346,9 +346,11 @@ def from_run_dir(run_dir: str | os.PathLike) -> RunConfig:
     if not p.is_file():
         raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
     saved = OmegaConf.to_container(OmegaConf.load(p))
-    cfg = config_from_dicts([saved])
+    # Fill the missing fields before validating, so the checks see the values the run ran with.
+    method = method_config_class(str((saved.get("method") or {}).get("name", MethodConfig.name)))()
+    sections = {f.name: getattr(RunConfig(), f.name) for f in dataclasses.fields(RunConfig)} | {"method": method}
     before = {}
     for (section, key), value in ADDED_LATER.items():
-        if key not in (saved.get(section) or {}) and hasattr(getattr(cfg, section), key):
+        if key not in (saved.get(section) or {}) and hasattr(sections[section], key):
             before.setdefault(section, {})[key] = value
-    return config_from_dicts([before, saved]) if before else cfg
+    return config_from_dicts([before, saved])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from omegaconf import OmegaConf
 
 from grass.cli import main
 from grass.config import describe, load_config, run_id
@@ -111,3 +112,20 @@ def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys, runs_dir):
 def test_config_show(capsys):
     assert main(["config", "show", "method.name=lora"]) == 0
     assert "rank: 8" in capsys.readouterr().out
+
+
+def test_from_run_dir_validates_with_the_values_the_run_ran_with(tmp_path, monkeypatch):
+    # A field added later is filled with its before-value *before* the checks run: a check that reads
+    # it sees what the run ran with, not today's default (here data.heldout, which eval.heldout_loss needs).
+    import grass.config as config
+
+    monkeypatch.setitem(config.ADDED_LATER, ("data", "heldout"), 16)
+    saved = config.to_dict(config.config_from_dicts([{"data": {"heldout": 16}, "eval": {"heldout_loss": True}}]))
+    del saved["data"]["heldout"]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(saved)))
+    cfg = config.from_run_dir(tmp_path)
+    assert cfg.data.heldout == 16 and cfg.eval.heldout_loss
+    # a field another method's config lacks is not filled in (LoRA has no offload fields)
+    saved = config.to_dict(config.config_from_dicts([{"method": {"name": "lora"}}]))
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(saved)))
+    assert config.from_run_dir(tmp_path).method.name == "lora"
