@@ -42,19 +42,27 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``(title, runs)`` per model, and per task where the runs span several: one task's losses and
+    accuracies are on another scale than the other's, so they never share a panel."""
+    if runs["task"].nunique() < 2:
+        return [(str(model), g) for model, g in runs.groupby("model", sort=False)]
+    return [(f"{model}, {task}", g) for (model, task), g in runs.groupby(["model", "task"], sort=False)]
+
+
 def plot_accuracy_vs_memory(runs: pd.DataFrame) -> Figure | None:
-    """Average accuracy against memory per method, one panel per model, Pareto front dashed."""
+    """Average accuracy against memory per method, one panel per model (and task), Pareto front dashed."""
     if "acc/avg" not in runs or runs["acc/avg"].isna().all():
         return None
     runs = runs[runs["acc/avg"].notna()]
     mem, mem_label = memory_gib(runs)
     runs = runs.assign(_mem=mem)
     style = _variant_styles(runs)
-    models = list(dict.fromkeys(runs["model"]))
-    fig, axes = subplots(len(models), width=6.0, height=4.2)
-    for ax, model in zip(axes, models):
+    per_panel = panels(runs)
+    fig, axes = subplots(len(per_panel), width=6.0, height=4.2)
+    for ax, (title, sub) in zip(axes, per_panel):
         pts = []
-        for (method, _, _, variant), g in groups(runs[runs["model"] == model]):
+        for (method, _, _, variant), g in groups(sub):
             est = average_estimate(g)
             x, y = g["_mem"].mean(), est.value
             ax.errorbar(x, y, yerr=[[e] for e in est.errorbar()], fmt=MARKERS[style[(method, variant)] % len(MARKERS)],
@@ -66,7 +74,7 @@ def plot_accuracy_vs_memory(runs: pd.DataFrame) -> Figure | None:
             ax.plot(fx, fy, "--", color="black", lw=1, drawstyle="steps-post", zorder=0)
             ax.scatter(fx, fy, s=260, facecolors="none", edgecolors="black", lw=1.2, zorder=3,
                        label="Pareto front: no other point has less memory and more accuracy")
-        ax.set_title(str(model))
+        ax.set_title(title)
         ax.set_xlabel(mem_label)
         ax.set_ylabel("average accuracy (%)")
         ax.grid(alpha=0.3)
@@ -76,16 +84,15 @@ def plot_accuracy_vs_memory(runs: pd.DataFrame) -> Figure | None:
 
 
 def plot_throughput(runs: pd.DataFrame) -> Figure | None:
-    """Training throughput (tokens/s, mean ± std over seeds) per method, one panel per model."""
+    """Training throughput (tokens/s, mean ± std over seeds) per method, one panel per model (and task)."""
     if "speed/tokens_per_s" not in runs or runs["speed/tokens_per_s"].isna().all():
         return None
     runs = runs[runs["speed/tokens_per_s"].notna()]
-    models = list(dict.fromkeys(runs["model"]))
-    n_bars = max(len(list(groups(runs[runs["model"] == m]))) for m in models)
+    per_panel = panels(runs)
+    n_bars = max(len(list(groups(sub))) for _, sub in per_panel)
     # Horizontal bars: configuration names can be long and stay readable on the y axis.
-    fig, axes = subplots(len(models), width=6.5, height=1.0 + 0.4 * n_bars, ncols_max=2)
-    for ax, model in zip(axes, models):
-        sub = runs[runs["model"] == model]
+    fig, axes = subplots(len(per_panel), width=6.5, height=1.0 + 0.4 * n_bars, ncols_max=2)
+    for ax, (title, sub) in zip(axes, per_panel):
         full = sub.loc[(sub["method"] == "full") & (sub["variant"] == ""), "speed/tokens_per_s"].mean()
         names = []
         for i, ((method, _, _, variant), g) in enumerate(groups(sub)):
@@ -99,7 +106,7 @@ def plot_throughput(runs: pd.DataFrame) -> Figure | None:
         ax.set_yticks(range(len(names)), names)
         ax.invert_yaxis()  # display order top to bottom
         ax.set_xlabel("throughput (tokens/s)")
-        ax.set_title(str(model))
+        ax.set_title(title)
         ax.margins(x=0.2)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Training throughput (mean ± std over seeds)")
@@ -107,7 +114,7 @@ def plot_throughput(runs: pd.DataFrame) -> Figure | None:
 
 
 def plot_loss_curves(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> Figure | None:
-    """Training loss per method (mean over seeds, band = min..max), one panel per model.
+    """Training loss per method (mean over seeds, band = min..max), one panel per model (and task).
 
     The per-step loss is smoothed by a rolling mean over ~2% of the steps, stated on the axis.
     """
@@ -115,10 +122,9 @@ def plot_loss_curves(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> Fi
     if have.empty:
         return None
     style = _variant_styles(have)
-    models = list(dict.fromkeys(have["model"]))
-    fig, axes = subplots(len(models), width=6.0)
-    for ax, model in zip(axes, models):
-        sub = have[have["model"] == model]
+    per_panel = panels(have)
+    fig, axes = subplots(len(per_panel), width=6.0)
+    for ax, (title, sub) in zip(axes, per_panel):
         n_steps = max(metrics[d]["step"].max() + 1 for d in sub["run_dir"])
         window = max(1, int(n_steps) // 50)
         for (method, _, _, variant), g in groups(sub):
@@ -130,7 +136,7 @@ def plot_loss_curves(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> Fi
                     ls=LINESTYLES[style[(method, variant)] % len(LINESTYLES)], label=label(method, variant))
             if len(g) > 1:
                 ax.fill_between(curves.index, curves.min(axis=1), curves.max(axis=1), color=color, alpha=0.2, lw=0)
-        ax.set_title(str(model))
+        ax.set_title(title)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss" + (f" (rolling mean, {window} steps)" if window > 1 else ""))
         ax.grid(alpha=0.3)
@@ -152,7 +158,7 @@ def heldout_series(run: pd.Series, m: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> Figure | None:
-    """Held-out loss over training per method, one panel per model.
+    """Held-out loss over training per method, one panel per model (and task).
 
     Several seeds: the mean with a band of ± std over seeds; one run: its value with a band of
     ± 1.96 standard errors over the held-out examples. A loss measured only at the end is one
@@ -164,10 +170,9 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
     if have.empty:
         return None
     style = _variant_styles(have)
-    models = list(dict.fromkeys(have["model"]))
-    fig, axes = subplots(len(models), width=6.0)
-    for ax, model in zip(axes, models):
-        sel = have[have["model"] == model]
+    per_panel = panels(have)
+    fig, axes = subplots(len(per_panel), width=6.0)
+    for ax, (title, sel) in zip(axes, per_panel):
         steps = sorted({s for d in sel["run_dir"] for s in series[d].index})
         grouped = list(groups(sel))
         # Losses measured only at one (the same) step: side by side around it, not on one vertical line.
@@ -190,7 +195,7 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
         if len(steps) == 1:
             ax.set_xticks(steps)
             ax.set_xlim(steps[0] - 1, steps[0] + 1)
-        ax.set_title(str(model))
+        ax.set_title(title)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("held-out loss (token mean, response tokens)")
         ax.grid(alpha=0.3)
@@ -202,9 +207,9 @@ def plot_heldout_loss(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame]) -> F
 def plot_sensitivity(runs: pd.DataFrame) -> Figure | None:
     """GRASS average accuracy against each hyper-parameter that varies among its runs.
 
-    One panel per varied parameter (γ, T_s, τ) and one line per model. The other varied
+    One panel per varied parameter (γ, T_s, τ) and one line per model (and task). The other varied
     parameters are held at their most common value (the base of a one-at-a-time ablation), so
-    a line never mixes settings; LISA's mean accuracy on the same model is drawn for reference.
+    a line never mixes settings; LISA's mean accuracy on the same model and task is drawn for reference.
     """
     grass = runs[(runs["method"] == "grass") & runs.get("acc/avg", pd.Series(index=runs.index)).notna()]
     params = [p for p in SENSITIVITY if p in grass and grass[p].dropna().nunique() > 1]
@@ -212,7 +217,7 @@ def plot_sensitivity(runs: pd.DataFrame) -> Figure | None:
         return None
     fig, axes = subplots(len(params), width=5.0)
     for ax, p in zip(axes, params):
-        for i, (model, g) in enumerate(grass.groupby("model", sort=False)):
+        for i, (name, g) in enumerate(panels(grass)):
             base = {q: g[q].mode().iloc[0] for q in params if q != p and g[q].notna().any()}
             for q, v in base.items():
                 g = g[g[q] == v]
@@ -221,11 +226,12 @@ def plot_sensitivity(runs: pd.DataFrame) -> Figure | None:
             fixed = "".join(f", {q.rsplit('.', 1)[-1]}={v:g}" for q, v in base.items())
             ax.errorbar(xs, [ests[x].value for x in xs], yerr=list(zip(*(ests[x].errorbar() for x in xs))),
                         marker=MARKERS[i % len(MARKERS)], capsize=3, color=method_color("grass"), ls=LINESTYLES[i % len(LINESTYLES)],
-                        label=f"grass, {model}{fixed}")
-            lisa = runs.loc[(runs["method"] == "lisa") & (runs["model"] == model)].get("acc/avg")
+                        label=f"grass, {name}{fixed}")
+            same = (runs["model"] == g["model"].iloc[0]) & (runs["task"] == g["task"].iloc[0])
+            lisa = runs.loc[(runs["method"] == "lisa") & same].get("acc/avg")
             if lisa is not None and lisa.notna().any():
                 ax.axhline(lisa.mean(), color=method_color("lisa"), ls=LINESTYLES[i % len(LINESTYLES)], lw=1,
-                           label=f"lisa, {model} (mean, reference)")
+                           label=f"lisa, {name} (mean, reference)")
         values = sorted(grass[p].dropna().astype(float).unique())
         if values[0] > 0 and values[-1] / values[0] >= 10:
             ax.set_xscale("log")

@@ -5,6 +5,7 @@ data for it); :func:`write_tables` writes them all as one markdown file and one 
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -72,13 +73,23 @@ def _best_note(noisy: list[str]) -> str:
     return BEST_RULE + (f" Within noise, so unmarked: {', '.join(noisy)}." if noisy else "")
 
 
-def accuracy_table(coll: Collection, prefix: str = "acc/", digits: int = 1) -> Table | None:
+def by_task(coll: Collection) -> list[tuple[str | None, Collection]]:
+    """``coll`` split by task where its runs span several (each task has its own benchmarks, so one
+    accuracy table over all would be mostly empty cells), else ``[(None, coll)]``."""
+    tasks = sorted(coll.runs["task"].unique())
+    if len(tasks) < 2:
+        return [(None, coll)]
+    return [(t, dataclasses.replace(coll, frame=coll.frame[coll.frame["task"] == t])) for t in tasks]
+
+
+def accuracy_table(coll: Collection, prefix: str = "acc/", digits: int = 1, task: str | None = None) -> Table | None:
     """Accuracy (%) per method and model, one column per benchmark plus the average.
 
     One run: the accuracy and its 95% Wilson interval from the item count (the average: the normal
     approximation of a mean of proportions); seeds: mean ± std. Within each model (and task) the
     best is bold and the second underlined only where :func:`~analysis.estimates.mark_best` can tell
-    them apart. None if no run recorded an accuracy under ``prefix``.
+    them apart. None if no run recorded an accuracy under ``prefix``. ``task`` names the one task
+    ``coll`` holds (see :func:`by_task`) in the table's name and title.
     """
     runs = coll.runs
     avg = f"{prefix}avg"
@@ -103,8 +114,9 @@ def accuracy_table(coll: Collection, prefix: str = "acc/", digits: int = 1) -> T
                      "p_b = (k_b + 1.92) / (n_b + 3.84) so that 0% or 100% still has a width.")
     notes.append(_best_note(noisy))
     unparsed = unparsed_note(coll, "eval_lmeval/unparsed/" if prefix == "acc_lmeval/" else "eval/unparsed/")
-    return Table("accuracy_lmeval" if prefix == "acc_lmeval/" else "accuracy",
-                 f"{kind} (%) on {coll.experiment}", header, rows, _align(lead, len(cols)),
+    name = ("accuracy_lmeval" if prefix == "acc_lmeval/" else "accuracy") + (f"_{task}" if task else "")
+    return Table(name, f"{kind} (%) on {coll.experiment}" + (f", {task}" if task else ""), header, rows,
+                 _align(lead, len(cols)),
                  notes + [n for n in [unparsed, coll.footnote()] if n])
 
 
@@ -234,7 +246,6 @@ def _ours(runs: pd.DataFrame, key: str, mem: pd.Series, planned: pd.DataFrame | 
     # GRASS's accuracy is the paper's GRASS: its GRASS* ablation (mode=static) is not a method to quote
     static = runs.get("cfg.method.mode", pd.Series(None, index=runs.index)).eq("static")
     acc_runs = runs[~static]
-    acc = acc_runs.groupby("method")["acc/avg"].mean() if "acc/avg" in runs else pd.Series(dtype=float)
     if key.startswith("peak_mem/"):
         m = key.split("/")[1]
         return f"{by_method[m]:.3g} {unit}" if m in by_method else MISSING
@@ -253,24 +264,37 @@ def _ours(runs: pd.DataFrame, key: str, mem: pd.Series, planned: pd.DataFrame | 
         else:
             v = planned.loc[layerwise.index[want.to_numpy()], "optimizer_device"].dropna()
         return f"{v.mean():.3g} GiB opt. state on device{'' if measured else ' (planned)'}" if not v.empty else MISSING
-    others = acc.drop("grass", errors="ignore").dropna()
     if key == "acc_gain_over_best_baseline":
-        if "grass" not in acc or pd.isna(acc["grass"]) or others.empty:
+        # Accuracies compare only within a task (their benchmarks differ): one gain per task.
+        tasks = list(acc_runs.groupby("task")) if "task" in acc_runs else [(None, acc_runs)]
+        gains = [(task, _acc_gain(t_runs)) for task, t_runs in tasks]
+        gains = [(task, g) for task, g in gains if g is not None]
+        if not gains:
             return MISSING
-        best = others.idxmax()
-        by_seed = {m: acc_runs[acc_runs["method"] == m].groupby("seed")["acc/avg"].mean() for m in ("grass", best)}
-        diffs = (by_seed["grass"] - by_seed[best]).dropna().tolist()
-        if len(diffs) >= 2:  # seeds pair: the paired test decides, as the reproduction's verdicts do
-            p = paired_t_p(diffs)
-            apart = p is not None and p < 0.05
-        else:
-            apart = separated(*(average_estimate(acc_runs[acc_runs["method"] == m]) for m in ("grass", best)))
-        return f"{acc['grass'] - others.max():+.2f} points vs {best}" + ("" if apart else " (within noise)")
+        return "; ".join(f"{task}: {g}" if task is not None and len(tasks) > 1 else g for task, g in gains)
     if key == "mem_reduction":
         if "grass" not in by_method or "lisa" not in by_method or not by_method["lisa"]:
             return MISSING
         return f"{100 * (1 - by_method['grass'] / by_method['lisa']):.1f}% vs lisa"
     raise KeyError(key)
+
+
+def _acc_gain(runs: pd.DataFrame) -> str | None:
+    """GRASS's average accuracy minus the best other method's on one task's runs, with whether the two
+    are apart (paired by seed where seeds pair, else by their intervals); None without both."""
+    acc = runs.groupby("method")["acc/avg"].mean() if "acc/avg" in runs else pd.Series(dtype=float)
+    others = acc.drop("grass", errors="ignore").dropna()
+    if "grass" not in acc or pd.isna(acc["grass"]) or others.empty:
+        return None
+    best = others.idxmax()
+    by_seed = {m: runs[runs["method"] == m].groupby("seed")["acc/avg"].mean() for m in ("grass", best)}
+    diffs = (by_seed["grass"] - by_seed[best]).dropna().tolist()
+    if len(diffs) >= 2:  # seeds pair: the paired test decides, as the reproduction's verdicts do
+        p = paired_t_p(diffs)
+        apart = p is not None and p < 0.05
+    else:
+        apart = separated(*(average_estimate(runs[runs["method"] == m]) for m in ("grass", best)))
+    return f"{acc['grass'] - others.max():+.2f} points vs {best}" + ("" if apart else " (within noise)")
 
 
 def paper_table(coll: Collection) -> Table:
@@ -315,11 +339,13 @@ def build_tables(coll: Collection, reference: str = "lisa") -> list[Table]:
             why there is no paired table, where seeds would allow one, becomes a note of the first table.
     """
     paired, why = paired_table(coll, reference)
-    tables = [accuracy_table(coll), accuracy_table(coll, "acc_lmeval/"), heldout_loss_table(coll), paired,
-              efficiency_table(coll), paper_table(coll)]
+    accuracy = [accuracy_table(sub, prefix, task=task) for prefix in ("acc/", "acc_lmeval/")
+                for task, sub in by_task(coll)]
+    tables = [*accuracy, heldout_loss_table(coll), paired, efficiency_table(coll), paper_table(coll)]
     tables = [t for t in tables if t is not None]
     if why:
-        tables[0].notes.insert(len(tables[0].notes) - bool(coll.footnote()), why)
+        notes, footnotes = tables[0].notes, {sub.footnote() for _, sub in by_task(coll)} - {""}
+        notes.insert(len(notes) - bool(notes and notes[-1] in footnotes), why)  # before the footnote
     return tables
 
 

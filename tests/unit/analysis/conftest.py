@@ -49,7 +49,7 @@ def _write_run(root: Path, experiment: str, method: str, seed: int, acc: dict | 
               method_cfg: dict | None = None, model: str = "tiny-llama",
               benchmarks: tuple[str, ...] = ("boolq", "piqa"), n_items: int | None = None,
               heldout: tuple[float, float] | None = None, device: str = "cpu",
-              train_cfg: dict | None = None) -> Path:
+              train_cfg: dict | None = None, task: str = "default") -> Path:
     """One run directory with config.yaml, metrics.jsonl and (if finished) result.json.
 
     ``n_items`` records ``eval/n/<benchmark>`` (the item count intervals come from); ``heldout`` is the
@@ -58,10 +58,11 @@ def _write_run(root: Path, experiment: str, method: str, seed: int, acc: dict | 
     """
     fields = {**METHOD_FIELDS.get(method, {}), **(method_cfg or {})}
     run_id = f"{method}-{model}-s{seed}" + "".join(f"-{k}{v}" for k, v in sorted((method_cfg or {}).items()))
+    run_id += "" if task == "default" else f"-{task}"
     run_dir = root / experiment / run_id
     run_dir.mkdir(parents=True)
     cfg = {"seed": seed, "model": {"name": model, "dtype": "float32", "cache_dir": None},
-           "data": {"train": None, "max_examples": None, "shuffle": True},
+           "data": {"train": None if task == "default" else task, "max_examples": None, "shuffle": True},
            "train": {"max_steps": steps, "batch_size": 4, "seq_len": 128, "lr": 1e-4, "device": "cpu",
                      **(train_cfg or {})},
            "eval": {"benchmarks": list(benchmarks), "limit": 20},
@@ -74,7 +75,7 @@ def _write_run(root: Path, experiment: str, method: str, seed: int, acc: dict | 
         return run_dir
     acc = acc or {}
     result = {"schema_version": 1, "run_id": run_id, "experiment": experiment, "method": method, "model": model,
-              "task": "default", "seed": seed, "status": status,
+              "task": task, "seed": seed, "status": status,
               "error": None if status == "success" else "RuntimeError: boom",
               **{f"acc/{k}": v for k, v in acc.items()},
               "mem/peak_device_gib": None, "mem/optimizer_state_device_gib": 1.0, "mem/optimizer_state_host_gib": 0.0,

@@ -85,3 +85,19 @@ def test_heldout_loss_measured_only_at_the_end_gets_error_bars(tmp_path, write_r
     bars = sorted(tuple(np.round(c.lines[2][0].get_segments()[0][:, 1], 3)) for c in ax.containers)
     assert bars == [(round(1.6 - 1.96 * 0.04, 3), round(1.6 + 1.96 * 0.04, 3)),
                     (round(1.9 - 1.96 * 0.04, 3), round(1.9 + 1.96 * 0.04, 3))]
+
+
+def test_each_task_gets_its_own_panels(tmp_path, write_run):
+    # Losses and accuracies of two tasks are on different scales: never one panel, two same-colour lines.
+    for task, loss in (("math", 0.45), ("commonsense", 0.15)):
+        for method in ("lisa", "grass"):
+            write_run(tmp_path, "two", method, 0, {"boolq": 50.0}, task=task, heldout=(loss, 0.01))
+    runs = collect("two", tmp_path).runs
+    metrics = {d: read_metrics(d) for d in runs["run_dir"]}
+    for fig in (plot_heldout_loss(runs, metrics), plot_accuracy_vs_memory(runs)):
+        axes = [ax for ax in fig.axes if ax.get_title()]
+        assert sorted(ax.get_title() for ax in axes) == ["tiny-llama, commonsense", "tiny-llama, math"]
+        for ax in axes:
+            assert sorted(c.get_label() for c in ax.containers) == ["grass", "lisa"]
+    ax = next(ax for ax in plot_heldout_loss(runs, metrics).axes if ax.get_title() == "tiny-llama, commonsense")
+    assert all(c.lines[0].get_ydata()[-1] == pytest.approx(0.15) for c in ax.containers)  # not math's 0.45

@@ -170,6 +170,37 @@ def test_paper_accuracy_gain_is_grass_not_its_static_ablation_and_paired_by_seed
     assert "+0.83 points vs lisa (within noise)" in md
 
 
+def test_paper_accuracy_gain_compares_within_a_task(tmp_path, write_run):
+    # math: GRASS 10 vs LISA 8; commonsense: only LISA (60). Across tasks GRASS would lose by 24 points.
+    for seed in range(2):
+        write_run(tmp_path, "tasks", "grass", seed, {"gsm8k": 10.0 + seed}, task="math")
+        write_run(tmp_path, "tasks", "lisa", seed, {"gsm8k": 8.0 + 2 * seed}, task="math")
+        write_run(tmp_path, "tasks", "lisa", seed, {"boolq": 60.0}, task="commonsense")
+    md = to_markdown(paper_table(collect("tasks", tmp_path)))
+    assert "math: +1.50 points vs lisa (within noise)" in md, md
+    assert "commonsense:" not in md  # no GRASS there: no gain to quote
+    write_run(tmp_path, "tasks", "grass", 0, {"boolq": 70.0}, task="commonsense")
+    md = to_markdown(paper_table(collect("tasks", tmp_path)))
+    assert "commonsense: +10.00 points vs lisa (within noise); math: +1.50 points vs lisa (within noise)" in md, md
+
+
+def test_accuracy_tables_split_by_task(tmp_path, write_run):
+    # Each task has its own benchmarks: one table per task, not one mostly-empty table over both.
+    for seed in range(2):
+        write_run(tmp_path, "split", "lisa", seed, {"gsm8k": 8.0 + seed}, task="math", benchmarks=("gsm8k",))
+        write_run(tmp_path, "split", "lisa", seed, {"boolq": 60.0, "piqa": 70.0 + seed}, task="commonsense")
+    write_run(tmp_path, "split", "grass", 0, {"gsm8k": 9.0}, task="math", finished=False, benchmarks=("gsm8k",))
+    tables = {t.name: t for t in build_tables(collect("split", tmp_path))}
+    assert {"accuracy_commonsense", "accuracy_math"} <= set(tables) and "accuracy" not in tables
+    math, cs = tables["accuracy_math"], tables["accuracy_commonsense"]
+    assert math.title == "Accuracy (%) on split, math" and math.header == ["Model", "Method", "n", "GSM8K", "Avg"]
+    assert cs.header == ["Model", "Method", "n", "BoolQ", "PIQA", "Avg"]
+    # each table's footnote counts its own task's left-out runs
+    assert math.notes[-1].startswith("Left out: 1 unfinished") and not cs.notes[-1].startswith("Left out")
+    # the tables that have no per-task columns keep one table with a Task column
+    assert tables["efficiency"].header[:3] == ["Model", "Task", "Method"]
+
+
 def test_planned_memory_of_a_run_does_not_depend_on_the_other_runs(tmp_path, write_run):
     """A run recorded before the offload fields existed is planned as it ran (whole layers, fp32
     state), alone or beside a run whose config records them (its cell is NaN there)."""
