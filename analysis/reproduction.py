@@ -53,7 +53,9 @@ def build(coll: Collection, fig_dir: Path, probe: Collection | None = None, timi
              "| claim | verdict | numbers | why |", "|:--|:--|:--|:--|"]
     parts += [f"| {v.claim} | **{v.verdict}** | {v.numbers} | {v.reason} |" for v in vs]
     parts += ["", "A paired difference whose 95% interval over seeds (mean ± t(0.975, n-1) standard errors, at "
-              "least two) contains zero is inconclusive. Held-out loss: lower is better.", "", "## Figures", ""]
+              "least two) contains zero is inconclusive. Held-out loss: lower is better."
+              + (f" Claims (b)-(f) are decided on {extra['main_task']}; the other task's paired differences are "
+                 "shown beside them." if len(extra["tasks"]) > 1 else ""), "", "## Figures", ""]
     parts += reproduction_figures(coll, metrics, extra, fig_dir) or ["(no per-step held-out loss or MGN recorded yet)"]
     parts += ["", "## Paired differences per seed", ""]
     rows = [[p.task, f"{p.a} - {p.b}", p.metric, str(p.n), ", ".join(f"{d:+.4f}" for d in p.diffs)]
@@ -61,11 +63,12 @@ def build(coll: Collection, fig_dir: Path, probe: Collection | None = None, timi
     parts.append(to_markdown(Table("paired_seeds", "Per-seed differences", ["Task", "Pair", "Metric", "n",
                                                                             "per seed"], rows, "lllrl"))
                  if rows else "(no paired runs yet)")
-    if extra.get("divergence"):
+    divergence = [(t, *row) for t, rows in extra["divergence"].items() for row in rows]
+    if divergence:
         parts += ["", "## Adaptive vs static draws", "",
-                  "| seed | draws that differ | draws | largest probability change after the probe (adaptive) |",
-                  "|--:|--:|--:|--:|"]
-        parts += [f"| {s} | {d} | {n} | {p:.4f} |" for s, d, n, p in extra["divergence"]]
+                  "| task | seed | draws that differ | draws | largest probability change after the probe (adaptive) |",
+                  "|:--|--:|--:|--:|--:|"]
+        parts += [f"| {t} | {s} | {d} | {n} | {p:.4f} |" for t, s, d, n, p in divergence]
     if extra.get("probe_check"):
         parts += ["", f"## Probe profiles: {probe.experiment} beside {coll.experiment}", "",
                   f"Spearman rank correlation between the probe MGN profile of {coll.experiment}'s GRASS run and "

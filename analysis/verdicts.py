@@ -304,9 +304,11 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame],
     """
     runs = coll.runs.copy()
     runs["_key"] = runs.apply(method_key, axis=1)
-    tasks = [t for t in TASKS if t in set(runs["task"])]
+    tasks = run_tasks = [t for t in TASKS if t in set(runs["task"])]
+    # Claims (b)-(f) are decided on the first task (arithmetic: the one the seeds were planned for);
+    # the others' paired differences stand beside the verdict as supporting evidence.
     main_task = tasks[0] if tasks else "math"
-    extra: dict = {"paired": []}
+    extra: dict = {"paired": [], "main_task": main_task, "tasks": run_tasks}
 
     # (a): probe MGN profiles by task, one per seed, from the probe experiment if one is named.
     own = probe_profiles(runs, metrics)
@@ -329,8 +331,15 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame],
                         ("(d) GRASS >= LoRA", "grass", "lora")):
         v, ps = loss_claim(runs, claim, a, b, main_task)
         extra["paired"] += ps
+        for task in run_tasks[1:]:
+            _, beside = loss_claim(runs, claim, a, b, task)
+            extra["paired"] += beside
+            if beside[0].n:
+                texts = "; ".join(p.text(4 if p.metric.startswith("loss") else 2) for p in beside if p.n)
+                v = Verdict(v.claim, v.verdict, f"{v.numbers}. Beside it, not deciding: {texts}", v.reason)
         out.append(v)
-    extra["divergence"] = div = draw_divergence(runs, metrics, main_task)
+    extra["divergence"] = {t: draw_divergence(runs, metrics, t) for t in run_tasks}
+    div = extra["divergence"].get(main_task)
     if div and all(d[1] == 0 for d in div):
         c = out[2]
         out[2] = Verdict(c.claim, INCONCLUSIVE, c.numbers,

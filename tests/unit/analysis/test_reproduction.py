@@ -104,6 +104,25 @@ def test_identical_draws_make_claim_c_inconclusive_with_the_reason(tmp_path):
     assert "| 0 | 0 |" in text  # seed 0: no draw differs
 
 
+def test_the_second_task_stands_beside_the_verdict_without_deciding_it(tmp_path):
+    _grid(tmp_path, same_draws=False)
+    for seed in range(2):  # commonsense: GRASS well above LISA, the opposite of math
+        _run(tmp_path, "lisa", "commonsense", seed, 0.20 + 0.001 * seed)
+        _run(tmp_path, "grass", "commonsense", seed, 0.3, mode="static", draws_offset=seed,
+             profile=[6, 5, 4, 3, 2, 1])
+    out = tmp_path / "reproduction.md"
+    assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    line = _verdict_line(tmp_path, "(b) GRASS >= LISA")
+    assert "**reproduced**" in line, line  # decided on math alone
+    assert "Beside it, not deciding: grass - lisa on commonsense, loss/heldout: +0.0995" in line, line
+    assert "decided on math; the other task's paired differences are shown beside them" in text
+    assert "| commonsense | grass - lisa | loss/heldout | 2 | +0.1000, +0.0990 |" in text
+    # the draw check per task: commonsense seed 0 drew the same sets, seed 1 did not
+    assert "| commonsense | 0 | 0 | 5 |" in text and "| commonsense | 1 | 5 | 5 |" in text
+    assert "| math | 0 | 5 | 5 |" in text
+
+
 def test_a_difference_beyond_two_standard_errors_of_two_seeds_is_still_inconclusive():
     """With two seeds the standard error has one degree of freedom: the 95% interval is 12.7 of
     them wide on each side, not 2; with eight, 2.36."""
