@@ -28,11 +28,11 @@ def _print_paths(paths: list[Path]) -> None:
 
 def cmd_tables(args: argparse.Namespace) -> int:
     """Collect the runs, save the frame (CSV, Parquet), write and print the tables."""
-    from analysis.tables import build_tables, write_tables
+    from analysis.tables import build_tables, kind, write_tables
 
     coll, out = _collect(args)
     tables = build_tables(coll, args.reference)
-    if not any(t.name == "accuracy" for t in tables):
+    if not any(kind(t) == "accuracy" for t in tables):
         print(f"note: {NO_ACCURACY}\n")
     for t in tables:
         print(to_markdown(t))

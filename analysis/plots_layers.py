@@ -24,11 +24,13 @@ def _representatives(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame], metho
                      column: str) -> list[tuple[str, str, pd.DataFrame]]:
     """(method, panel title, metrics) of the first run of each configuration that logged ``column``."""
     out = []
-    for (method, model, _, variant), g in groups(runs[runs["method"].isin(methods)]):
+    several_tasks = runs["task"].nunique() > 1
+    for (method, model, task, variant), g in groups(runs[runs["method"].isin(methods)]):
+        where = f"{model}, {task}" if several_tasks else str(model)
         for d, seed in zip(g["run_dir"], g["seed"]):
             m = metrics.get(d, pd.DataFrame())
             if column in m and m[column].notna().any():
-                out.append((method, f"{model}, {label(method, variant)}, seed {seed}", m.sort_values("step")))
+                out.append((method, f"{where}, {label(method, variant)}, seed {seed}", m.sort_values("step")))
                 break
     return out
 

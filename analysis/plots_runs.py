@@ -218,6 +218,7 @@ def plot_sensitivity(runs: pd.DataFrame) -> Figure | None:
     fig, axes = subplots(len(params), width=5.0)
     for ax, p in zip(axes, params):
         for i, (name, g) in enumerate(panels(grass)):
+            same = (runs["model"] == g["model"].iloc[0]) & (runs["task"] == g["task"].iloc[0])
             base = {q: g[q].mode().iloc[0] for q in params if q != p and g[q].notna().any()}
             for q, v in base.items():
                 g = g[g[q] == v]
@@ -227,7 +228,6 @@ def plot_sensitivity(runs: pd.DataFrame) -> Figure | None:
             ax.errorbar(xs, [ests[x].value for x in xs], yerr=list(zip(*(ests[x].errorbar() for x in xs))),
                         marker=MARKERS[i % len(MARKERS)], capsize=3, color=method_color("grass"), ls=LINESTYLES[i % len(LINESTYLES)],
                         label=f"grass, {name}{fixed}")
-            same = (runs["model"] == g["model"].iloc[0]) & (runs["task"] == g["task"].iloc[0])
             lisa = runs.loc[(runs["method"] == "lisa") & same].get("acc/avg")
             if lisa is not None and lisa.notna().any():
                 ax.axhline(lisa.mean(), color=method_color("lisa"), ls=LINESTYLES[i % len(LINESTYLES)], lw=1,

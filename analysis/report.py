@@ -16,6 +16,7 @@ from analysis.collect import Collection
 from analysis.plots import FIGURES
 from analysis.plots_style import png_bytes
 from analysis.table_format import Table, to_html
+from analysis.tables import kind
 from grass.results import CONFIG
 
 _CSS = """
@@ -71,7 +72,7 @@ def build_report(coll: Collection, tables: list[Table], figures: dict[str, Figur
     if footnote:
         body.append(f'<p class="note">{html.escape(footnote)}</p>')
     body.append("<h2>Tables</h2>")
-    if not any(t.name == "accuracy" for t in tables):
+    if not any(kind(t) == "accuracy" for t in tables):
         body.append("<p>No accuracy table: no run recorded <code>acc/&lt;benchmark&gt;</code> "
                     "(evaluate with <code>eval.benchmarks=[...]</code>).</p>")
     body += [to_html(t) for t in tables]

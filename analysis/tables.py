@@ -6,6 +6,7 @@ data for it); :func:`write_tables` writes them all as one markdown file and one 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -73,6 +74,16 @@ def _best_note(noisy: list[str]) -> str:
     return BEST_RULE + (f" Within noise, so unmarked: {', '.join(noisy)}." if noisy else "")
 
 
+def _slug(text: str) -> str:
+    """``text`` as a file-name and LaTeX-label part (a task may be a path such as ``data/my.jsonl``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "task"
+
+
+def kind(table: Table) -> str:
+    """What a table shows, without its task: ``accuracy`` for ``accuracy-math`` (see :func:`by_task`)."""
+    return table.name.split("-", 1)[0]
+
+
 def by_task(coll: Collection) -> list[tuple[str | None, Collection]]:
     """``coll`` split by task where its runs span several (each task has its own benchmarks, so one
     accuracy table over all would be mostly empty cells), else ``[(None, coll)]``."""
@@ -89,7 +100,7 @@ def accuracy_table(coll: Collection, prefix: str = "acc/", digits: int = 1, task
     approximation of a mean of proportions); seeds: mean ± std. Within each model (and task) the
     best is bold and the second underlined only where :func:`~analysis.estimates.mark_best` can tell
     them apart. None if no run recorded an accuracy under ``prefix``. ``task`` names the one task
-    ``coll`` holds (see :func:`by_task`) in the table's name and title.
+    ``coll`` holds (see :func:`by_task`) in the table's title and, after a ``-``, its name.
     """
     runs = coll.runs
     avg = f"{prefix}avg"
@@ -114,7 +125,7 @@ def accuracy_table(coll: Collection, prefix: str = "acc/", digits: int = 1, task
                      "p_b = (k_b + 1.92) / (n_b + 3.84) so that 0% or 100% still has a width.")
     notes.append(_best_note(noisy))
     unparsed = unparsed_note(coll, "eval_lmeval/unparsed/" if prefix == "acc_lmeval/" else "eval/unparsed/")
-    name = ("accuracy_lmeval" if prefix == "acc_lmeval/" else "accuracy") + (f"_{task}" if task else "")
+    name = ("accuracy_lmeval" if prefix == "acc_lmeval/" else "accuracy") + (f"-{_slug(task)}" if task else "")
     return Table(name, f"{kind} (%) on {coll.experiment}" + (f", {task}" if task else ""), header, rows,
                  _align(lead, len(cols)),
                  notes + [n for n in [unparsed, coll.footnote()] if n])

@@ -70,6 +70,7 @@ def _analyse(runs_dir: str | None, out) -> Path:
     from analysis.commands import ANALYSIS_DIR, write_all
     from analysis.projection import projection_table
     from analysis.table_format import to_markdown
+    from analysis.tables import kind
 
     # A user's own quickstart counts even from a tree with uncommitted changes.
     coll = collect(EXPERIMENT, runs_dir, include_dirty=True)
@@ -77,7 +78,7 @@ def _analyse(runs_dir: str | None, out) -> Path:
     tables, report = write_all(coll, dest)
     out("")
     for t in tables:
-        if t.name in ("accuracy", "heldout", "efficiency"):
+        if kind(t) in ("accuracy", "heldout", "efficiency"):
             out(to_markdown(t))
     out(to_markdown(projection_table(list(dict.fromkeys(coll.runs["method"])) or ["full", "lora", "lisa", "grass"])))
     for line in budget_notes(coll.runs):

@@ -58,7 +58,7 @@ def _write_run(root: Path, experiment: str, method: str, seed: int, acc: dict | 
     """
     fields = {**METHOD_FIELDS.get(method, {}), **(method_cfg or {})}
     run_id = f"{method}-{model}-s{seed}" + "".join(f"-{k}{v}" for k, v in sorted((method_cfg or {}).items()))
-    run_id += "" if task == "default" else f"-{task}"
+    run_id += "" if task == "default" else "-" + task.replace("/", "_")
     run_dir = root / experiment / run_id
     run_dir.mkdir(parents=True)
     cfg = {"seed": seed, "model": {"name": model, "dtype": "float32", "cache_dir": None},

@@ -3,10 +3,12 @@ held-out loss carry the tables' intervals."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.collect import FALLBACK_LABEL, collect, read_metrics
 from analysis.plots import FIGURES, write_plots
+from analysis.plots_layers import plot_active_layers
 from analysis.plots_runs import pareto_front, plot_accuracy_vs_memory, plot_heldout_loss, plot_sensitivity
 
 
@@ -37,6 +39,15 @@ def test_sensitivity_only_when_a_hyper_parameter_varies(tmp_path, write_run):
     fig = plot_sensitivity(runs)
     assert fig.axes[0].get_xlabel() == "active layers per step γ"
     assert plot_sensitivity(runs[runs["method"] == "full"]) is None
+
+
+def test_sensitivity_survives_a_partial_grid():
+    # gamma's and T's most common values (2 and 20) never ran together: the lines they anchor are empty
+    rows = [{"method": "grass", "model": "m", "task": "math", "variant": "", "seed": 0, "acc/avg": 10.0 + g,
+             "cfg.method.n_active_layers": g, "cfg.method.switch_every": t, "cfg.method.temperature": tau}
+            for g, t, tau in [(2, 10, 1.0), (2, 10, 2.0), (2, 40, 0.5), (4, 20, 1.0), (8, 20, 1.0), (8, 20, 2.0)]]
+    fig = plot_sensitivity(pd.DataFrame(rows))
+    assert len([ax for ax in fig.axes if ax.get_xlabel()]) == 3
 
 
 def test_pareto_front_keeps_only_undominated_points():
@@ -99,5 +110,8 @@ def test_each_task_gets_its_own_panels(tmp_path, write_run):
         assert sorted(ax.get_title() for ax in axes) == ["tiny-llama, commonsense", "tiny-llama, math"]
         for ax in axes:
             assert sorted(c.get_label() for c in ax.containers) == ["grass", "lisa"]
+    titles = sorted(ax.get_title() for ax in plot_active_layers(runs, metrics).axes if ax.get_title())
+    assert titles == ["tiny-llama, commonsense, grass, seed 0", "tiny-llama, commonsense, lisa, seed 0",
+                      "tiny-llama, math, grass, seed 0", "tiny-llama, math, lisa, seed 0"]
     ax = next(ax for ax in plot_heldout_loss(runs, metrics).axes if ax.get_title() == "tiny-llama, commonsense")
     assert all(c.lines[0].get_ydata()[-1] == pytest.approx(0.15) for c in ax.containers)  # not math's 0.45

@@ -191,14 +191,31 @@ def test_accuracy_tables_split_by_task(tmp_path, write_run):
         write_run(tmp_path, "split", "lisa", seed, {"boolq": 60.0, "piqa": 70.0 + seed}, task="commonsense")
     write_run(tmp_path, "split", "grass", 0, {"gsm8k": 9.0}, task="math", finished=False, benchmarks=("gsm8k",))
     tables = {t.name: t for t in build_tables(collect("split", tmp_path))}
-    assert {"accuracy_commonsense", "accuracy_math"} <= set(tables) and "accuracy" not in tables
-    math, cs = tables["accuracy_math"], tables["accuracy_commonsense"]
+    assert {"accuracy-commonsense", "accuracy-math"} <= set(tables) and "accuracy" not in tables
+    math, cs = tables["accuracy-math"], tables["accuracy-commonsense"]
     assert math.title == "Accuracy (%) on split, math" and math.header == ["Model", "Method", "n", "GSM8K", "Avg"]
     assert cs.header == ["Model", "Method", "n", "BoolQ", "PIQA", "Avg"]
     # each table's footnote counts its own task's left-out runs
     assert math.notes[-1].startswith("Left out: 1 unfinished") and not cs.notes[-1].startswith("Left out")
     # the tables that have no per-task columns keep one table with a Task column
     assert tables["efficiency"].header[:3] == ["Model", "Task", "Method"]
+
+
+def test_tables_and_report_of_several_tasks_end_to_end(tmp_path, write_run, capsys):
+    from grass.cli import main
+
+    for seed in range(2):  # a task may be a data file: its table's file name must still be one file
+        write_run(tmp_path, "split", "lisa", seed, {"gsm8k": 8.0 + seed}, task="math", benchmarks=("gsm8k",))
+        write_run(tmp_path, "split", "lisa", seed, {"boolq": 60.0 + seed}, task="data/mine.jsonl",
+                  benchmarks=("boolq",))
+    out = tmp_path / "out"
+    assert main(["tables", "split", "--runs-dir", str(tmp_path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "no accuracy table" not in printed and "Accuracy (%) on split, data/mine.jsonl" in printed
+    assert (out / "accuracy-math.tex").is_file() and (out / "accuracy-data_mine_jsonl.tex").is_file()
+    assert "\\label{tab:accuracy-data_mine_jsonl}" in (out / "accuracy-data_mine_jsonl.tex").read_text()
+    assert main(["report", "split", "--runs-dir", str(tmp_path), "--out", str(out)]) == 0
+    assert "No accuracy table" not in (out / "report.html").read_text()
 
 
 def test_planned_memory_of_a_run_does_not_depend_on_the_other_runs(tmp_path, write_run):
