@@ -12,7 +12,8 @@ import argparse
 import json
 
 from grass.memory.arch import ALL_LINEAR
-from grass.memory.model import GIB, METHODS, PRECISIONS, STATE_POLICIES, Prediction, predict, predict_all
+from grass.memory.model import (GIB, METHODS, PRECISIONS, STATE_POLICIES, Prediction, predict, predict_all,
+                                resolve_policy)
 from grass.optim.offload_state import DEFAULT_CHUNK_MB, DEFAULT_FP32_STATE
 
 PCIE_GBPS = 25.0  # host-to-device bandwidth the copy time is quoted at (PCIe 4 x16 in practice)
@@ -109,6 +110,14 @@ def method_options(args) -> dict:
         if args.method in METHODS and args.method not in methods:
             raise GrassError(f"{_flag(key)} applies to {' and '.join(methods)}, not {args.method}: drop it or "
                              f"use --method {methods[0]}")
+        if key in ("offload_chunk_mb", "offload_fp32_state") and args.method in LAYERWISE:
+            policy = resolve_policy(args.method, getattr(args, "offload", None), getattr(args, "state_policy", None))
+            if policy != "offload":
+                raise GrassError(f"{_flag(key)} sets the offload engine, but {args.method} is planned with state "
+                                 f"policy {policy}: plan it with --state-policy offload, or drop {_flag(key)}")
+        if key in ("lora_rank", "lora_targets") and args.method == "all" and args.autocast:
+            raise GrassError(f"{_flag(key)} has no effect: under --autocast lora and dora are not planned "
+                             f"(not modelled); drop one of the two")
     return {key: getattr(args, key, default) for key, (_, default) in METHOD_FLAGS.items()}
 
 

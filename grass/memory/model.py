@@ -44,6 +44,13 @@ DEFAULT_POLICY = {"lisa": "reset", "grass": "offload"}
 F32 = 4
 
 
+def resolve_policy(method: str, offload: bool | None, state_policy: str | None) -> str:
+    """LISA's or GRASS's optimizer-state policy: ``state_policy`` if given, else ``offload`` (True:
+    offload, False: reset), else the method's default (:data:`DEFAULT_POLICY`)."""
+    policy = "offload" if offload else ("reset" if offload is False and state_policy is None else None)
+    return state_policy or policy or DEFAULT_POLICY[method]
+
+
 def _adamw(sizes: list[tuple[int, int]], device: str) -> tuple[int, int]:
     """``torch.optim.AdamW`` state of tensors ``(numel, bytes per element)``: ``(device, host)`` bytes.
 
@@ -271,8 +278,7 @@ def predict(model, method: str, *, precision: str = "bf16", seq_len: int = 1024,
         gamma = n_active_layers
         if not 1 <= gamma <= L:
             raise GrassError(f"n_active_layers={gamma} must be between 1 and the model's {L} layers")
-        policy = "offload" if offload else ("reset" if offload is False and state_policy is None else None)
-        policy = state_policy or policy or DEFAULT_POLICY[method]
+        policy = resolve_policy(method, offload, state_policy)
         if policy not in STATE_POLICIES:
             raise GrassError(f"unknown state policy '{policy}'; valid: {', '.join(STATE_POLICIES)}")
         label = f"{method} ({policy})"

@@ -369,7 +369,13 @@ def test_cli_refuses_flags_the_method_does_not_plan(capsys):
              (["--method", "lisa", "--no-probe-checkpointing"], "--probe-checkpointing applies to grass, not lisa"),
              (["--method", "dora", "--offload-chunk-mb", "none"], "--offload-chunk-mb applies to lisa and grass"),
              (["--method", "all", "--offload"], "--offload picks one state policy, but --method all"),
-             (["--method", "all", "--state-policy", "keep"], "--state-policy picks one state policy")]
+             (["--method", "all", "--state-policy", "keep"], "--state-policy picks one state policy"),
+             # the offload engine's flags need the offload policy; lora's need lora to be planned
+             (["--method", "lisa", "--offload-chunk-mb", "8"], "lisa is planned with state policy reset"),
+             (["--method", "grass", "--no-offload", "--offload-fp32-state"], "grass is planned with state policy reset"),
+             (["--method", "grass", "--state-policy", "keep", "--offload-chunk-mb", "4"], "state policy keep"),
+             (["--method", "all", "--precision", "fp32", "--autocast", "--lora-rank", "64"],
+              "under --autocast lora and dora are not planned")]
     for extra, message in cases:
         assert main(["memory", "--model", "llama2-7b", *extra]) == 2, extra
         err = capsys.readouterr().err
@@ -383,6 +389,8 @@ def test_cli_refuses_flags_the_method_does_not_plan(capsys):
     assert wider["full", None] == base["full", None]
     assert wider["grass", "offload"]["n_active_layers"] == 4 and base["grass", "offload"]["n_active_layers"] == 2
     assert rows("--method", "lisa", "--offload")["lisa", "offload"]["total"] < base["lisa", "reset"]["total"]
+    whole = rows("--method", "lisa", "--state-policy", "offload", "--offload-chunk-mb", "none")["lisa", "offload"]
+    assert whole["optimizer_device"] > rows("--method", "lisa", "--offload")["lisa", "offload"]["optimizer_device"]
 
 
 @pytest.mark.slow
