@@ -346,8 +346,12 @@ def from_run_dir(run_dir: str | os.PathLike) -> RunConfig:
     if not p.is_file():
         raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
     saved = OmegaConf.to_container(OmegaConf.load(p))
+    if not isinstance(saved, dict):
+        raise ConfigError(f"'{p}' is not a run's config: expected sections (model:, method:, ...), "
+                          f"got a {type(saved).__name__}")
     # Fill the missing fields before validating, so the checks see the values the run ran with.
-    method = method_config_class(str((saved.get("method") or {}).get("name", MethodConfig.name)))()
+    saved_method = saved.get("method") if isinstance(saved.get("method"), dict) else {}  # else refused below
+    method = method_config_class(str(saved_method.get("name", MethodConfig.name)))()
     sections = {f.name: getattr(RunConfig(), f.name) for f in dataclasses.fields(RunConfig)} | {"method": method}
     before = {}
     for (section, key), value in ADDED_LATER.items():
