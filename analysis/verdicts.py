@@ -325,6 +325,7 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame],
         extra["rho"] = rho
     out = [task_verdict]
 
+    extra["divergence"] = {t: draw_divergence(runs, metrics, t) for t in run_tasks}
     # (b) GRASS >= LISA, (c) adaptive >= static, (d) GRASS >= LoRA: paired held-out loss.
     for claim, a, b in (("(b) GRASS >= LISA at an equal budget", "grass", "lisa"),
                         ("(c) adaptive >= static importance (GRASS*)", "grass", "grass*"),
@@ -334,11 +335,13 @@ def verdicts(coll: Collection, metrics: dict[str, pd.DataFrame],
         for task in run_tasks[1:]:
             _, beside = loss_claim(runs, claim, a, b, task)
             extra["paired"] += beside
-            if beside[0].n:
+            if any(p.n for p in beside):
                 texts = "; ".join(p.text(4 if p.metric.startswith("loss") else 2) for p in beside if p.n)
+                div = extra["divergence"][task]
+                same = b == "grass*" and div and all(d[1] == 0 for d in div)
+                texts += f" (on {task} the adaptive and static runs drew the same active sets)" if same else ""
                 v = Verdict(v.claim, v.verdict, f"{v.numbers}. Beside it, not deciding: {texts}", v.reason)
         out.append(v)
-    extra["divergence"] = {t: draw_divergence(runs, metrics, t) for t in run_tasks}
     div = extra["divergence"].get(main_task)
     if div and all(d[1] == 0 for d in div):
         c = out[2]

@@ -121,6 +121,17 @@ def test_the_second_task_stands_beside_the_verdict_without_deciding_it(tmp_path)
     # the draw check per task: commonsense seed 0 drew the same sets, seed 1 did not
     assert "| commonsense | 0 | 0 | 5 |" in text and "| commonsense | 1 | 5 | 5 |" in text
     assert "| math | 0 | 5 | 5 |" in text
+    line = _verdict_line(tmp_path, "(c) adaptive >= static")
+    assert "Beside it, not deciding: grass - grass* on commonsense" in line and "drew the same" not in line, line
+
+
+def test_the_second_tasks_identical_draws_are_said_beside_claim_c(tmp_path):
+    _grid(tmp_path, same_draws=False)
+    for seed in range(2):
+        _run(tmp_path, "grass", "commonsense", seed, 0.3 + 0.001 * seed, mode="static", profile=[6, 5, 4, 3, 2, 1])
+    line = _verdict_line(tmp_path, "(c) adaptive >= static")
+    assert "(on commonsense the adaptive and static runs drew the same active sets)" in line, line
+    assert "**inconclusive at this budget**" in line  # math decides, and its draws differ
 
 
 def test_a_difference_beyond_two_standard_errors_of_two_seeds_is_still_inconclusive():
