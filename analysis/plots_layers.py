@@ -22,11 +22,13 @@ LAYER_AXIS = "decoder layer (0 = nearest the input)"
 
 def _representatives(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame], methods: tuple[str, ...],
                      column: str) -> list[tuple[str, str, pd.DataFrame]]:
-    """(method, panel title, metrics) of the first run of each configuration that logged ``column``."""
+    """(method, panel title, metrics) of the lowest-seed run of each configuration that logged ``column``
+    (the same seed across methods where they have it, so panels compare like with like)."""
     out = []
     several_tasks = runs["task"].nunique() > 1
     for (method, model, task, variant), g in groups(runs[runs["method"].isin(methods)]):
         where = f"{model}, {task}" if several_tasks else str(model)
+        g = g.sort_values("seed")
         for d, seed in zip(g["run_dir"], g["seed"]):
             m = metrics.get(d, pd.DataFrame())
             if column in m and m[column].notna().any():

@@ -110,6 +110,9 @@ def test_each_task_gets_its_own_panels(tmp_path, write_run):
         assert sorted(ax.get_title() for ax in axes) == ["tiny-llama, commonsense", "tiny-llama, math"]
         for ax in axes:
             assert sorted(c.get_label() for c in ax.containers) == ["grass", "lisa"]
+    write_run(tmp_path, "two", "lisa", 3, {"boolq": 50.0}, task="math", heldout=(0.45, 0.01))
+    runs = collect("two", tmp_path).runs.sort_values("seed", ascending=False)  # seed 0 is still the one shown
+    metrics = {d: read_metrics(d) for d in runs["run_dir"]}
     titles = sorted(ax.get_title() for ax in plot_active_layers(runs, metrics).axes if ax.get_title())
     assert titles == ["tiny-llama, commonsense, grass, seed 0", "tiny-llama, commonsense, lisa, seed 0",
                       "tiny-llama, math, grass, seed 0", "tiny-llama, math, lisa, seed 0"]
