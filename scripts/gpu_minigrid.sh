@@ -9,6 +9,7 @@
 set -uo pipefail
 set -m  # background jobs get their own process group and keep SIGINT (without job control they ignore it)
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code (its analysis verbs below too)
 out="${1:-${OUT:-gpu_minigrid}}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
@@ -27,7 +28,8 @@ for model in "${models[@]}"; do
   # At the deadline: Ctrl-C (runs stop at their next step boundary, checkpoint saved), and a second
   # one (kill) if a run is still busy GRACE_S later, e.g. in its final evaluation; the analysis gets
   # the last ANALYSIS_S. A Ctrl-C on this script is passed on to the grid the same way.
-  bash scripts/run_cpu_repro.sh --parallel 3 --no-sweep --budget gpu --set "model.name=$model" &
+  bash scripts/run_cpu_repro.sh --parallel 3 --no-sweep --budget gpu --set "model.name=$model" \
+    --set train.checkpoint_every=50 &  # a resumable checkpoint every 50 of the 300 steps, not every 10
   grid=$!
   (sleep "$(( $(left) - GRACE_S - ANALYSIS_S ))"; kill -INT -- "-$grid"; sleep "$GRACE_S"; kill -INT -- "-$grid") 2>/dev/null &
   watchdog=$!
@@ -40,7 +42,7 @@ for model in "${models[@]}"; do
   wait "$watchdog" 2>/dev/null
 done
 for verb in tables plots report; do
-  grass "$verb" cpu_repro --runs-dir "$out/runs" --out "$out/analysis" --include-unfinished >> "$out/analysis.log" 2>&1
+  python -m grass.cli "$verb" cpu_repro --runs-dir "$out/runs" --out "$out/analysis" --include-unfinished >> "$out/analysis.log" 2>&1
 done
 python - "$out" <<'PY'
 import json, sys, torch
