@@ -77,8 +77,10 @@ left=$(( ${GPU_CHECK_S:-540} - ($(date +%s) - START) ))
 if [ "$left" -ge 150 ] && [ -n "${GRASS_DATA_DIR:-}" ]; then
   echo "== GPU mini-grid, $left s ($(($(date +%s) - START)) s)"
   # gpu_minigrid.sh stops its runs at the deadline (checkpoints kept) and writes the tables.
+  # Its log goes inside its folder: the lent GPU machine returns at most 8 files from $OUT.
+  mkdir -p "$DEST/minigrid"
   PATH="$(dirname "$("$PY" -c 'import sys; print(sys.executable)')"):$PATH" GPU_MINIGRID_S=$((left - 10)) \
-    bash scripts/gpu_minigrid.sh "$DEST/minigrid" 2>&1 | tee "$DEST/minigrid.log"
+    bash scripts/gpu_minigrid.sh "$DEST/minigrid" 2>&1 | tee "$DEST/minigrid/grid.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 else
   echo "== GPU mini-grid skipped: $left s left of GPU_CHECK_S (needs 150), GRASS_DATA_DIR '${GRASS_DATA_DIR:-}'"
