@@ -16,6 +16,8 @@ fresh staging slot), never as a timing assertion.
 """
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 from torch import nn
@@ -167,6 +169,10 @@ def test_device_state_at_most_two_layers_plus_embeddings(offload_embeddings):
     m = make_model(dtype)
     layer_b = state_bytes_of(m.layers[0], dtype)
     embed_b, head_b = state_bytes_of(m.embed, dtype), state_bytes_of(m.head, dtype)
+    # Earlier tests' engines and models can sit in reference cycles; collected in the middle of
+    # the loop below, they would show as a drop in device memory that this engine did not cause
+    # (the first H200 run saw 15.1 MB less after step 1 than after step 0, then flat).
+    gc.collect()
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     opt = LayerwiseOffloadAdamW(units_of(m), **HP, offload_embeddings=offload_embeddings)
@@ -200,7 +206,7 @@ def test_device_state_at_most_two_layers_plus_embeddings(offload_embeddings):
     assert opt.max_device_state_bytes <= bound
     layers_staged = [sum(n.startswith("layer.") for n in names) for names in staged_counts]
     assert max(layers_staged) <= 2
-    assert len(set(after)) == 1, "device memory grew across steps/switches"
+    assert len(set(after)) == 1, f"device memory changed across steps/switches: {after}"
     # During step only update temporaries appear (upcast grads, sqrt denominators), no state.
     largest_unit = max(sum(p.numel() for p in ps) for _, ps in units_of(m)) * 4
     assert max(peaks) <= 4 * largest_unit + 2**20
