@@ -346,6 +346,8 @@ def from_run_dir(run_dir: str | os.PathLike) -> RunConfig:
     if not p.is_file():
         raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
     saved = OmegaConf.to_container(OmegaConf.load(p))
+    if saved in (None, {}):  # loading it would silently give a default full fine-tuning run
+        raise ConfigError(f"'{p}' is empty: a run's config.yaml records its resolved config (model:, method:, ...)")
     if not isinstance(saved, dict):
         raise ConfigError(f"'{p}' is not a run's config: expected sections (model:, method:, ...), "
                           f"got a {type(saved).__name__}")

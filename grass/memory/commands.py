@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from grass.memory.arch import ALL_LINEAR
 from grass.memory.model import (GIB, METHODS, PRECISIONS, STATE_POLICIES, Prediction, predict, predict_all,
@@ -137,8 +138,9 @@ def run(args) -> int:
     if args.autocast and args.precision != "fp32":
         raise GrassError("--autocast plans bf16 autocast over fp32 weights: add --precision fp32 (with bf16 "
                          "weights autocast casts nothing, so plan --precision bf16 without it)")
-    if kw["offload_chunk_mb"] is not None and not kw["offload_chunk_mb"] > 0:
-        raise GrassError(f"--offload-chunk-mb must be positive or none, got {kw['offload_chunk_mb']:g}")
+    chunk_mb = kw["offload_chunk_mb"]
+    if chunk_mb is not None and not (chunk_mb > 0 and math.isfinite(chunk_mb)):  # nan, inf, <= 0
+        raise GrassError(f"--offload-chunk-mb must be a positive number or none, got {chunk_mb:g}")
     if args.method == "all":
         rows = predict_all(args.model, **kw)
     else:

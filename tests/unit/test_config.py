@@ -130,7 +130,8 @@ def test_from_run_dir_validates_with_the_values_the_run_ran_with(tmp_path, monke
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(saved)))
     assert config.from_run_dir(tmp_path).method.name == "lora"
     # a config that is not sections is refused in one line, as a scalar method section is
-    for text, says in (("- a\n", "is not a run's config"), ("method: grass\n", "'method' is a section")):
+    for text, says in (("- a\n", "is not a run's config"), ("method: grass\n", "'method' is a section"),
+                       ("", "is empty"), ("{}\n", "is empty")):  # empty: not a default full run
         (tmp_path / "config.yaml").write_text(text)
         with pytest.raises(ConfigError, match=says):
             config.from_run_dir(tmp_path)

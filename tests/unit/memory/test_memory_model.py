@@ -359,6 +359,16 @@ def test_cli_table_json_and_bad_input(capsys):
     assert "names mlp, which is not a linear layer" in err and len(err.strip().splitlines()) == 1
 
 
+def test_cli_refuses_chunk_sizes_that_are_not_positive_finite_numbers(capsys):
+    from grass.cli import main
+
+    for value in ("inf", "nan", "0", "-8"):  # inf used to end in an OverflowError traceback
+        assert main(["memory", "--model", "smollm2-135m", "--method", "grass", "--offload-chunk-mb", value]) == 2
+        err = capsys.readouterr().err
+        assert "--offload-chunk-mb must be a positive number or none" in err and len(err.strip().splitlines()) == 1
+    assert main(["memory", "--model", "smollm2-135m", "--method", "grass", "--offload-chunk-mb", "0.5"]) == 0
+
+
 def test_cli_refuses_flags_the_method_does_not_plan(capsys):
     from grass.cli import main
 
