@@ -1,5 +1,5 @@
 """What a run's ``metrics.jsonl`` says about GRASS's sampling and speed: the probe's MGN profile,
-the active sets drawn, how far the refresh moved the probabilities, the training time of the budget.
+the active set at each draw, how far the refresh moved the probabilities, the training time of the budget.
 
 Each function takes one run's metrics frame (:func:`analysis.collect.read_metrics`).
 """
@@ -20,13 +20,21 @@ def probe_mgn(metrics: pd.DataFrame) -> np.ndarray | None:
     return None
 
 
-def draws(metrics: pd.DataFrame) -> list[tuple[int, tuple[int, ...]]]:
-    """``(step, active set)`` at every step where the active set changed."""
-    out: list[tuple[int, tuple[int, ...]]] = []
+def active_sets(metrics: pd.DataFrame) -> dict[int, tuple[int, ...]]:
+    """Step -> the active set it trained, at every step that logged one (a step run twice, after a
+    resume, keeps its last try)."""
+    out: dict[int, tuple[int, ...]] = {}
     for step, active in zip(metrics.get("step", []), metrics.get("active_layers", [])):
-        if isinstance(active, list) and active and (not out or tuple(active) != out[-1][1]):
-            out.append((int(step), tuple(active)))
+        if isinstance(active, list) and active:
+            out[int(step)] = tuple(active)
     return out
+
+
+def draw_steps(steps: int, probe_steps: int, switch_every: int) -> list[int]:
+    """The steps at which a layer-wise run draws its active set: the first step after the probe,
+    then every ``switch_every`` steps. A draw may give the set it already had, so the draws cannot
+    be read off the changes of the active set."""
+    return list(range(probe_steps, steps, switch_every)) if switch_every > 0 else []
 
 
 def prob_drift(metrics: pd.DataFrame) -> float:

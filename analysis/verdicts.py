@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import Collection, device_model
-from analysis.run_traces import draws, prob_drift, probe_profiles, train_time_s
+from analysis.run_traces import active_sets, draw_steps, prob_drift, probe_profiles, train_time_s
 from analysis.stats import mean_se, paired_t_p, sign_test_p
 from analysis.timing import Timing, load_timing
 
@@ -165,21 +165,40 @@ def loss_claim(runs: pd.DataFrame, claim: str, a: str, b: str, task: str) -> tup
     return Verdict(claim, v if loss.n else INCONCLUSIVE, numbers or "no paired runs yet", reason), [loss, acc]
 
 
+def _draw_schedule(run: pd.Series) -> tuple[int, int, int]:
+    """``(steps, probe steps, switch period)`` of a GRASS run, today's defaults where its config
+    does not record a field (the collected configs hold what the files hold)."""
+    from grass.config import RunConfig, method_config_class
+
+    method = method_config_class("grass")()
+    defaults = {"train.max_steps": RunConfig().train.max_steps, "method.probe_steps": method.probe_steps,
+                "method.switch_every": method.switch_every}
+    return tuple(int(v) if pd.notna(v := run.get(f"cfg.{k}", d)) else int(d) for k, d in defaults.items())
+
+
 def draw_divergence(runs: pd.DataFrame, metrics: dict[str, pd.DataFrame], task: str) -> list[tuple[int, int, int, float]]:
     """Per seed with both an adaptive and a static GRASS run on ``task``: ``(seed, draws that
     differ, draws, largest probability change after the probe in the adaptive run)``.
 
+    The two runs are compared draw by draw, at the steps of their common draw schedule
+    (:func:`analysis.run_traces.draw_steps`); a draw that repeats the previous set still counts.
     Claim (c) tests nothing where the two runs of every seed drew the same active sets.
     """
     div = []
     sel = runs[runs["task"] == task]
     for seed in sorted(set(sel["seed"])):
-        ad = sel[(sel["_key"] == "grass") & (sel["seed"] == seed)]["run_id"]
-        st = sel[(sel["_key"] == "grass*") & (sel["seed"] == seed)]["run_id"]
-        if len(ad) and len(st) and ad.iloc[0] in metrics and st.iloc[0] in metrics:
-            da, ds = draws(metrics[ad.iloc[0]]), draws(metrics[st.iloc[0]])
-            differ = sum(x != y for x, y in zip(da, ds)) + abs(len(da) - len(ds))
-            div.append((int(seed), differ, max(len(da), len(ds)), prob_drift(metrics[ad.iloc[0]])))
+        ad = sel[(sel["_key"] == "grass") & (sel["seed"] == seed)]
+        st = sel[(sel["_key"] == "grass*") & (sel["seed"] == seed)]
+        if not (len(ad) and len(st) and ad["run_id"].iloc[0] in metrics and st["run_id"].iloc[0] in metrics):
+            continue
+        a, s = ad.iloc[0], st.iloc[0]
+        schedule = _draw_schedule(a)
+        if _draw_schedule(s) != schedule:
+            continue  # not a pair: the two runs draw at different steps
+        sa, ss = active_sets(metrics[a["run_id"]]), active_sets(metrics[s["run_id"]])
+        steps = [t for t in draw_steps(*schedule) if t in sa and t in ss]
+        differ = sum(sa[t] != ss[t] for t in steps)
+        div.append((int(seed), differ, len(steps), prob_drift(metrics[a["run_id"]])))
     return div
 
 

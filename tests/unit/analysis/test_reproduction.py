@@ -21,14 +21,15 @@ def _run(root: Path, method: str, task: str, seed: int, heldout: float, *, mode:
     key = f"{method}{'-' + mode if mode else ''}-{task}-s{seed}"
     d = root / experiment / key
     d.mkdir(parents=True)
-    mcfg = {"name": method, **({"mode": mode, "probe_steps": 2} if method == "grass" else {})}
+    mcfg = {"name": method, **({"mode": mode, "probe_steps": 2} if method == "grass" else {}),
+            **({"switch_every": 4} if method in ("lisa", "grass") else {})}  # the draws below: every 4 steps
     cfg = {"seed": seed, "model": {"name": "tiny-llama"}, "data": {"train": task},
            "train": {"max_steps": 20}, "eval": {"benchmarks": ["boolq"]}, "log": {"experiment": experiment},
            "method": mcfg}
     if timed_config:  # what a paired benchmark is checked against (the other tests leave these at defaults)
         cfg["model"]["dtype"] = "float32"
         cfg["train"].update(seq_len=64, batch_size=2, gradient_checkpointing=False)
-        mcfg.update(switch_every=4, n_active_layers=2)
+        mcfg.update(n_active_layers=2)
     (d / "config.yaml").write_text(yaml.safe_dump(cfg))
     rows = []
     for step in range(20):
@@ -348,3 +349,22 @@ def test_claim_a_can_take_its_profiles_from_a_probe_experiment(tmp_path):
     assert main(["reproduction", "repro", "--runs-dir", str(tmp_path), "--probe-experiment", "probe",
                  "--out", str(out)]) == 2
     assert out.read_text() == before
+
+
+def test_draws_are_compared_at_the_draw_steps_even_when_a_draw_repeats_the_previous_set():
+    import pandas as pd
+
+    from analysis.verdicts import draw_divergence
+
+    # probe 2 steps, a draw every 3: draws at steps 2, 5, 8 and 11. The static run draws {0, 1}
+    # twice in a row (steps 5 and 8), so its active set changes only three times; the two runs
+    # differ at the draw of step 8 alone (read as a list of changes, position by position, they
+    # seemed to differ twice).
+    periods = {"grass": [[2, 3], [0, 1], [6, 7], [4, 5]], "grass*": [[2, 3], [0, 1], [0, 1], [4, 5]]}
+    runs = pd.DataFrame([{"task": "math", "_key": k, "seed": 0, "run_id": k, "cfg.train.max_steps": 12,
+                          "cfg.method.probe_steps": 2, "cfg.method.switch_every": 3} for k in periods])
+    metrics = {k: pd.DataFrame({"step": range(12), "probe": [t < 2 for t in range(12)],
+                                "active_layers": [[]] * 2 + [sets[(t - 2) // 3] for t in range(2, 12)],
+                                "layer_probs": [[0.5, 0.5]] * 12})
+               for k, sets in periods.items()}
+    assert draw_divergence(runs, metrics, "math") == [(0, 1, 4, 0.0)]
