@@ -3,8 +3,8 @@
 Every run directory under ``<runs_dir>/<experiment>/`` becomes one row: the ``result.json`` keys
 (``acc/<benchmark>``, ``mem/...``, ``speed/...``), provenance flattened to ``provenance.<key>``,
 and the resolved config flattened to ``cfg.<dotted.key>``. Each row carries a ``state``
-(ok | unfinished | failed | canceled | dirty) and ``included``; tables and plots use only the
-included rows.
+(ok | unfinished | failed | canceled | dirty | unreadable) and ``included``; tables and plots use
+only the included rows.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ METHOD_ORDER = ("full", "lora", "dora", "lisa", "grass")
 GROUP = ["method", "model", "task", "variant"]
 # Excluded states in the order the footnote names them.
 EXCLUDED_STATES = {"unfinished": "unfinished", "failed": "failed", "canceled": "canceled",
-                   "dirty": "from a dirty tree"}
+                   "dirty": "from a dirty tree", "unreadable": "with a config.yaml that is not a run's"}
 # Config keys that never make runs different configurations: seeds average over, logging and
 # device placement do not change what is computed, and method/model/task are already group keys.
 _NOT_A_VARIANT = ("cfg.seed", "cfg.log.", "cfg.model.cache_dir", "cfg.model.name", "cfg.method.name",
@@ -66,7 +66,13 @@ def _read_run(run_dir: Path) -> dict:
     row: dict = {"run_dir": str(run_dir), "run_id": run_dir.name}
     cfg_path = run_dir / CONFIG
     if cfg_path.is_file():
-        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        try:
+            cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        except yaml.YAMLError:
+            cfg = None
+        if not isinstance(cfg, dict) or not all(isinstance(cfg.get(k, {}), dict) for k in ("method", "model", "data")):
+            row["state"] = "unreadable"  # not a run's config: left out, and the footnote says so
+            return row
         row.update(flatten(cfg, "cfg."))
         row.update({"method": cfg.get("method", {}).get("name"), "model": cfg.get("model", {}).get("name"),
                     "task": cfg.get("data", {}).get("train"), "seed": cfg.get("seed")})
@@ -163,8 +169,11 @@ class Collection:
         """One sentence on which runs are left out or marked; empty if every run is finished and clean."""
         if self.include_unfinished:
             marked = self.runs["state"].ne("ok").sum()
-            return (f"† {marked} run(s) that failed, are unfinished or come from a dirty tree are included."
+            note = (f"† {marked} run(s) that failed, are unfinished or come from a dirty tree are included."
                     if marked else "")
+            unreadable = self.excluded.get("unreadable")
+            left = f"Left out: {unreadable} {EXCLUDED_STATES['unreadable']}." if unreadable else ""
+            return " ".join(x for x in (note, left) if x)
         dirty = int(self.runs["state"].eq("dirty").sum())
         note = f"† {dirty} run(s) come from a git tree with uncommitted changes." if dirty else ""
         if not self.excluded:
@@ -213,7 +222,9 @@ def collect(experiment: str, runs_dir: str | Path | None = None, include_unfinis
         if col not in frame:
             frame[col] = None
     frame["task"] = frame["task"].fillna("default")
-    frame["included"] = frame["state"].eq("ok") | include_unfinished | (frame["state"].eq("dirty") & include_dirty)
+    # A run whose config cannot be read has no method, model or task to be grouped by: never included.
+    frame["included"] = (frame["state"].eq("ok") | include_unfinished
+                         | (frame["state"].eq("dirty") & include_dirty)) & frame["state"].ne("unreadable")
     if not frame["included"].any():
         counts = ", ".join(f"{n} {EXCLUDED_STATES[s]}" for s, n in coll.excluded.items())
         clean = " from a clean git tree" if "dirty" in coll.excluded else ""

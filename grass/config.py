@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -345,12 +346,20 @@ def from_run_dir(run_dir: str | os.PathLike) -> RunConfig:
     p = Path(run_dir) / "config.yaml"
     if not p.is_file():
         raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
-    saved = OmegaConf.to_container(OmegaConf.load(p))
-    if saved in (None, {}):  # loading it would silently give a default full fine-tuning run
-        raise ConfigError(f"'{p}' is empty: a run's config.yaml records its resolved config (model:, method:, ...)")
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(p))
+    except (yaml.YAMLError, OSError, ValueError) as e:  # bad YAML; a bare scalar ("0") is an OSError
+        raise ConfigError(f"'{p}' is not readable YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(saved, dict):
         raise ConfigError(f"'{p}' is not a run's config: expected sections (model:, method:, ...), "
                           f"got a {type(saved).__name__}")
+    # A run writes its whole resolved config; a file without the model's and the method's names is
+    # not one, and filling it with defaults would silently make it a default full fine-tuning run.
+    for section in ("model", "method"):
+        value = saved.get(section)  # a scalar section is refused below, as in any config
+        if value is None or (isinstance(value, dict) and not value.get("name")):
+            raise ConfigError(f"'{p}' is not a run's config: it names no {section} ({section}.name); "
+                              "a run's config.yaml records its whole resolved config")
     # Fill the missing fields before validating, so the checks see the values the run ran with.
     saved_method = saved.get("method") if isinstance(saved.get("method"), dict) else {}  # else refused below
     method = method_config_class(str(saved_method.get("name", MethodConfig.name)))()

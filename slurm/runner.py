@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from grass.config import RunConfig, from_run_dir, run_id
+from grass.errors import GrassError
 from grass.results import read_result, run_dir_for, write_result
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    cfg = from_run_dir(argv[0])
+    try:
+        cfg = from_run_dir(argv[0])
+    except GrassError as e:  # not a run directory, or its config.yaml is not a run's
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     with StopOnSignal((signal.SIGTERM, signal.SIGINT)) as stop:
         try:
             result = run_config(cfg, stop_requested=stop.requested)

@@ -48,11 +48,15 @@ def load_eval_model(spec: str, dtype: str = "float32", tokenizer: str | None = N
         import yaml
         from peft import PeftModel
 
-        cfg = yaml.safe_load((p / "config.yaml").read_text()) if (p / "config.yaml").is_file() else {}
-        base = (cfg.get("model") or {}).get("name")
+        try:
+            cfg = yaml.safe_load((p / "config.yaml").read_text()) if (p / "config.yaml").is_file() else {}
+        except yaml.YAMLError as e:
+            raise GrassError(f"'{p / 'config.yaml'}' is not readable YAML: {str(e).splitlines()[0]}") from None
+        model_section = cfg.get("model") if isinstance(cfg, dict) else None
+        base = model_section.get("name") if isinstance(model_section, dict) else None
         if not base:
             raise GrassError(f"'{saved}' holds an adapter but '{p / 'config.yaml'}' does not name the base model")
-        model, tok = load_model(base, dtype=dtype, tokenizer=tokenizer or (cfg.get("model") or {}).get("tokenizer"))
+        model, tok = load_model(base, dtype=dtype, tokenizer=tokenizer or model_section.get("tokenizer"))
         model = PeftModel.from_pretrained(model, str(saved))
         return model, tok, f"{p} (adapter on {base})"
     if not (saved / "config.json").is_file():

@@ -130,8 +130,14 @@ def test_from_run_dir_validates_with_the_values_the_run_ran_with(tmp_path, monke
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(saved)))
     assert config.from_run_dir(tmp_path).method.name == "lora"
     # a config that is not sections is refused in one line, as a scalar method section is
-    for text, says in (("- a\n", "is not a run's config"), ("method: grass\n", "'method' is a section"),
-                       ("", "is empty"), ("{}\n", "is empty")):  # empty: not a default full run
+    # and so is one that is empty or names no model or method (it is not a run's: defaults would
+    # make it a full fine-tuning run), or is not YAML
+    for text, says in (("- a\n", "is not a run's config"),
+                       ("model: {name: tiny-llama}\nmethod: grass\n", "'method' is a section"),
+                       ("", "names no model"), ("# only a comment\n", "names no model"), ("{}\n", "names no model"),
+                       ("seed: 3\n", "names no model"), ("model: {}\nmethod: {}\n", "names no model"),
+                       ("model: {name: tiny-llama}\n", "names no method"), ("0\n", "not readable YAML"),
+                       ("train: [unclosed\n", "not readable YAML"), ("\t\n", "not readable YAML")):
         (tmp_path / "config.yaml").write_text(text)
         with pytest.raises(ConfigError, match=says):
             config.from_run_dir(tmp_path)

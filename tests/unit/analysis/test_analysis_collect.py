@@ -17,6 +17,18 @@ def test_states_and_footnote(golden):
     assert list(dict.fromkeys(coll.runs["method"])) == ["full", "lisa", "grass"]  # display order
 
 
+def test_a_run_whose_config_is_not_a_runs_is_left_out_with_a_note(tmp_path, write_run):
+    for seed in (0, 1):
+        write_run(tmp_path, "exp", "lisa", seed, {"boolq": 50.0})
+    bad = write_run(tmp_path, "exp", "grass", 0, {"boolq": 50.0})
+    for text in ("- a\n", "train: [unclosed\n", "method: grass\n"):  # used to be an AttributeError traceback
+        (bad / "config.yaml").write_text(text)
+        for include in (False, True):
+            coll = collect("exp", tmp_path, include_unfinished=include)
+            assert list(coll.runs["method"]) == ["lisa", "lisa"] and coll.excluded == {"unreadable": 1}
+            assert "1 with a config.yaml that is not a run's" in coll.footnote()
+
+
 def test_config_and_provenance_are_flattened(golden):
     runs = collect("golden", golden).runs
     grass = runs[runs["method"] == "grass"].iloc[0]

@@ -21,3 +21,12 @@ def test_eval_bad_input_exits_2(capsys, tmp_path, olmo_data):
     (run / "config.yaml").write_text("model:\n  name: tiny-llama\n")
     assert main(["eval", "--model", str(run), "--benchmarks", "boolq"]) == 2
     assert "train.save_model=full" in capsys.readouterr().err
+    # a saved adapter whose run config cannot name the base model: one line, not a traceback
+    (run / "model").mkdir()
+    (run / "model" / "adapter_config.json").write_text("{}")
+    for text, says in (("0\n", "does not name the base model"), ("- a\n", "does not name the base model"),
+                       ("model: [unclosed\n", "is not readable YAML")):
+        (run / "config.yaml").write_text(text)
+        assert main(["eval", "--model", str(run), "--benchmarks", "boolq"]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err

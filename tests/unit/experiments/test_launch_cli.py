@@ -221,3 +221,13 @@ def test_stop_signals_work_even_when_sigint_was_inherited_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is term
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_the_job_runner_refuses_a_run_folder_whose_config_is_not_a_runs(tmp_path, capsys):
+    from slurm.runner import main as runner_main
+
+    (tmp_path / "config.yaml").write_text("seed: 3\n")  # defaults would make it a full fine-tuning run
+    assert runner_main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "names no model" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "result.json").exists()
