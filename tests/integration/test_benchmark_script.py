@@ -32,3 +32,20 @@ def test_benchmark_pairs_grass_with_lisa_by_round(tmp_path):
     grass = next(r for r in d["runs"] if r["key"] == "grass-reset")["config"]["method"]
     assert grass["refresh_every"] == 3 and grass["probe_checkpointing"] is False and grass["state_policy"] == "reset"
     assert d["args"]["malloc"].startswith("fixed")  # glibc's thresholds, the same for every method
+
+
+def test_optimizer_benchmark_pairs_the_two_optimizers_step_by_step(tmp_path):
+    script = SCRIPT.parent / "benchmark_optimizer.py"
+    out = tmp_path / "opt.json"
+    p = subprocess.run([sys.executable, str(script), "--model", "tiny-llama", "--periods", "3", "--steps", "3",
+                        "--out", str(out)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    # each period's first step apart: 3 of them, and 2 x 3 steps within the periods
+    assert len(d["times_s"]["lisa_first"]) == 3 and len(d["times_s"]["grass"]) == 6
+    within = d["paired"][""]
+    assert within["n"] == 6 and within["ci95"][0] <= within["mean"] <= within["ci95"][1]
+    assert "paired over 6 steps" in p.stdout
+    bad = subprocess.run([sys.executable, str(script), "--steps", "1"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
