@@ -347,17 +347,20 @@ def build_tables(coll: Collection, reference: str = "lisa") -> list[Table]:
     Args:
         coll: the experiment's runs.
         reference: the method the paired table subtracts (see :func:`analysis.paired.paired_table`);
-            why there is no paired table, where seeds would allow one, becomes a note of the first table.
+            why there is no paired table, where seeds would allow one, becomes a note of the table
+            just before its place (the held-out loss table, else the last accuracy table), where a
+            reader looks for it.
     """
     paired, why = paired_table(coll, reference)
     accuracy = [accuracy_table(sub, prefix, task=task) for prefix in ("acc/", "acc_lmeval/")
                 for task, sub in by_task(coll)]
-    tables = [*accuracy, heldout_loss_table(coll), paired, efficiency_table(coll), paper_table(coll)]
-    tables = [t for t in tables if t is not None]
-    if why:
-        notes, footnotes = tables[0].notes, {sub.footnote() for _, sub in by_task(coll)} - {""}
+    before = [t for t in [*accuracy, heldout_loss_table(coll)] if t is not None]
+    after = [t for t in [paired, efficiency_table(coll), paper_table(coll)] if t is not None]
+    host = before[-1] if before else (after[0] if after else None)
+    if why and host is not None:
+        notes, footnotes = host.notes, {coll.footnote(), *(sub.footnote() for _, sub in by_task(coll))} - {""}
         notes.insert(len(notes) - bool(notes and notes[-1] in footnotes), why)  # before the footnote
-    return tables
+    return before + after
 
 
 def write_tables(tables: list[Table], out_dir: str | Path) -> list[Path]:
