@@ -9,7 +9,8 @@ AdamW creates the state of newly active layers there.
 
     python scripts/benchmark_optimizer.py [--model smollm2-135m] [--periods 6] [--steps 5] [--out FILE]
 
-Prints the median step time of each and their ratio; ``--out`` writes them as JSON.
+Prints the median step time of each and GRASS / LISA - 1 paired step by step with its 95%
+interval; ``--out`` writes them as JSON.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analysis.verdicts import Paired  # noqa: E402
 from grass.layers import find_layers  # noqa: E402
 from grass.models.load import load_model  # noqa: E402
 from grass.optim.offload import LayerwiseOffloadAdamW  # noqa: E402
@@ -56,17 +58,16 @@ def measure(model_name: str, periods: int, steps: int, n_active: int = 2) -> dic
                 times[name if k else f"{name}_first"].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items() if v}
     return {"model": model_name, "periods": periods, "steps_per_period": steps, "threads": torch.get_num_threads(),
-            "median_s": med, "grass_over_lisa": med["grass"] / med["lisa"],
-            "grass_over_lisa_first": med["grass_first"] / med["lisa_first"],
+            "median_s": med,
             "paired": {k: _paired(times[f"grass{k}"], times[f"lisa{k}"]) for k in ("", "_first")}, "times_s": times}
 
 
 def _paired(grass: list[float], lisa: list[float]) -> dict:
-    """GRASS / LISA - 1 over the steps paired by period and step: mean and its 95% normal interval."""
-    rel = [g / l_ - 1 for g, l_ in zip(grass, lisa)]
-    mean = statistics.fmean(rel)
-    half = 1.96 * statistics.stdev(rel) / len(rel) ** 0.5 if len(rel) > 1 else float("nan")
-    return {"n": len(rel), "mean": mean, "ci95": [mean - half, mean + half]}
+    """GRASS / LISA - 1 over the steps paired by period and step: the mean and its 95% interval by
+    the verdicts' rule (:class:`analysis.verdicts.Paired`: t(0.975, n-1) standard errors, at least two)."""
+    rel = Paired("grass", "lisa", "optimizer step", "benchmark", list(range(len(grass))),
+                 [g / l_ - 1 for g, l_ in zip(grass, lisa)])
+    return {"n": rel.n, "mean": rel.mean, "ci95": [rel.mean - rel.margin, rel.mean + rel.margin]}
 
 
 def main() -> int:
