@@ -167,19 +167,19 @@ class Collection:
 
     def footnote(self) -> str:
         """One sentence on which runs are left out or marked; empty if every run is finished and clean."""
+        excluded = self.excluded
+        unreadable = excluded.pop("unreadable", 0)  # never included, so no --include-unfinished hint
+        never = f"Left out: {unreadable} {EXCLUDED_STATES['unreadable']}." if unreadable else ""
         if self.include_unfinished:
             marked = self.runs["state"].ne("ok").sum()
             note = (f"† {marked} run(s) that failed, are unfinished or come from a dirty tree are included."
                     if marked else "")
-            unreadable = self.excluded.get("unreadable")
-            left = f"Left out: {unreadable} {EXCLUDED_STATES['unreadable']}." if unreadable else ""
-            return " ".join(x for x in (note, left) if x)
+            return " ".join(x for x in (note, never) if x)
         dirty = int(self.runs["state"].eq("dirty").sum())
         note = f"† {dirty} run(s) come from a git tree with uncommitted changes." if dirty else ""
-        if not self.excluded:
-            return note
-        parts = ", ".join(f"{n} {EXCLUDED_STATES[s]}" for s, n in self.excluded.items())
-        return f"Left out: {parts} (use --include-unfinished to include them). {note}".strip()
+        parts = ", ".join(f"{n} {EXCLUDED_STATES[s]}" for s, n in excluded.items())
+        left = f"Left out: {parts} (use --include-unfinished to include them)." if parts else ""
+        return " ".join(x for x in (left, never, note) if x)
 
 
 def experiment_dir(experiment: str, runs_dir: str | Path | None = None) -> Path:
